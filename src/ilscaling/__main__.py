@@ -1,0 +1,3 @@
+from ilscaling.cli import main
+
+main()

@@ -1,0 +1,185 @@
+"""`ilscaling <command>`: the entry points the Snakemake rules call, one per stage."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One --flag per dataclass field (lists take several values); defaults from the dataclass."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        hint = hints[field.name]
+        flag = "--" + field.name.replace("_", "-")
+        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        if typing.get_origin(hint) is list:
+            parser.add_argument(flag, type=typing.get_args(hint)[0], nargs="+", required=required)
+        elif hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        else:
+            kind = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+            parser.add_argument(flag, type=kind, required=required,
+                                default=None if required else field.default)
+
+
+def dataclass_from_args(cls, args: argparse.Namespace):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
+    return cls(**values)
+
+
+def cmd_train_expert(args):
+    from ilscaling.io import save_torch, write_json
+    from ilscaling.ppo import PPOArgs, train_expert
+
+    expert = train_expert(args.game, dataclass_from_args(PPOArgs, args))
+    save_torch(expert, args.out)
+    write_json({key: value for key, value in expert.items() if key != "state_dict"}, args.summary)
+
+
+def cmd_record_demos(args):
+    from ilscaling.data.atari import write_demonstrations
+    from ilscaling.games.atari import record_demonstrations
+    from ilscaling.io import load_torch
+    from ilscaling.ppo import load_expert_policy
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    expert = load_torch(args.expert, "expert checkpoint")
+    game = expert["config"]["game"]
+    episodes = record_demonstrations(game, load_expert_policy(expert), args.frames, seed=args.seed,
+                                     num_envs=args.num_envs, max_episode_steps=args.max_episode_steps,
+                                     num_threads=args.threads)
+    card = write_demonstrations(episodes, args.out_dir, args.heldout_fraction, args.seed, game)
+    print(f"{game}: {card['episodes']} episodes, {card['frames']} frames, {card['bytes'] / 1e6:.1f} MB, "
+          f"expert mean return {card['expert_mean_return']:.1f}")
+
+
+def cmd_train_bc(args):
+    from ilscaling.train import BCArgs, train_bc
+
+    train_bc(dataclass_from_args(BCArgs, args), args.train, args.out_dir, args.resume)
+
+
+def cmd_evaluate(args):
+    from ilscaling.evaluate import evaluate_checkpoint
+
+    evaluate_checkpoint(args.checkpoint, args.heldout, args.out, episodes=args.episodes, seed=args.seed,
+                        max_episode_steps=args.max_episode_steps, num_threads=args.threads)
+
+
+def cmd_gather(args):
+    from ilscaling.evaluate import gather_results
+
+    gather_results(args.evals, args.cards, args.out_nc, args.out_csv)
+
+
+def cmd_fit(args):
+    from ilscaling.scaling import FitConfig, write_fits
+
+    config = FitConfig(exclude_edge_budgets=args.exclude_edge_budgets, min_sizes_per_budget=args.min_sizes_per_budget)
+    write_fits(args.results, args.out_nc, args.summary, config)
+
+
+def cmd_plot(args):
+    from ilscaling.plots import plot_game
+
+    import xarray as xr
+
+    with xr.open_dataset(args.results) as results, xr.open_dataset(args.fits) as fits:
+        plot_game(results.load(), fits.load(), args.game, Path(args.out_dir))
+
+
+def cmd_propose_grid(args):
+    import yaml
+
+    from ilscaling.config import sweep_grid, validate_config
+
+    config = validate_config(yaml.safe_load(Path(args.configfile).read_text()))
+    config["atari"]["sweep"].pop("grid", None)
+    for game in config["atari"]["games"]:
+        print(f"# {game}: proposed atari.sweep.grid (budget -> widths)")
+        print(yaml.safe_dump({"grid": sweep_grid(config, game)}, default_flow_style=None, sort_keys=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ilscaling.ppo import PPOArgs
+    from ilscaling.train import BCArgs
+
+    parser = argparse.ArgumentParser(prog="ilscaling", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("train-expert", help="train a PPO expert on one Atari game")
+    p.add_argument("--game", required=True)
+    add_dataclass_arguments(p, PPOArgs)
+    p.add_argument("--out", required=True, help="expert checkpoint (.pt)")
+    p.add_argument("--summary", required=True, help="learning curve and evaluation (.json)")
+    p.set_defaults(func=cmd_train_expert)
+
+    p = commands.add_parser("record-demos", help="record greedy expert play and split it")
+    p.add_argument("--expert", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--frames", type=int, required=True)
+    p.add_argument("--heldout-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--max-episode-steps", type=int, default=27000)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_record_demos)
+
+    p = commands.add_parser("train-bc", help="one BC run, checkpointed at its FLOP budgets")
+    add_dataclass_arguments(p, BCArgs)
+    p.add_argument("--train", required=True, help="train.npz of the demonstrations")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--resume", required=True, help="resume file, kept outside the output folder")
+    p.set_defaults(func=cmd_train_bc)
+
+    p = commands.add_parser("evaluate", help="held-out loss and sampled-policy return of one checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--heldout", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-episode-steps", type=int, default=27000)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("gather", help="all evaluations into one NetCDF (and CSV)")
+    p.add_argument("--evals", nargs="+", required=True)
+    p.add_argument("--cards", nargs="+", required=True)
+    p.add_argument("--out-nc", required=True)
+    p.add_argument("--out-csv", required=True)
+    p.set_defaults(func=cmd_gather)
+
+    p = commands.add_parser("fit", help="isoFLOP profiles and power laws")
+    p.add_argument("--results", required=True)
+    p.add_argument("--out-nc", required=True)
+    p.add_argument("--summary", required=True)
+    p.add_argument("--exclude-edge-budgets", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--min-sizes-per-budget", type=int, default=3)
+    p.set_defaults(func=cmd_fit)
+
+    p = commands.add_parser("plot", help="figures of one game from the results and fits files")
+    p.add_argument("--results", required=True)
+    p.add_argument("--fits", required=True)
+    p.add_argument("--game", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_plot)
+
+    p = commands.add_parser("propose-grid", help="print a sweep grid around the expected optimum")
+    p.add_argument("--configfile", default="config.yaml")
+    p.set_defaults(func=cmd_propose_grid)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

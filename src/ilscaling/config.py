@@ -1,0 +1,157 @@
+"""The study's configuration: schema validation that names the offending key, and the sweep grid."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from ilscaling.flops import budget_label
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+def _key_path(path) -> str:
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "<top level>"
+
+
+def _fill_defaults(validator_class):
+    """A validator that also writes schema defaults into the config (as snakemake.utils.validate)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = subschema["default"]
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
+    """Validate (and fill defaults into) `config` in place; raise ConfigError naming every bad key."""
+    schema = yaml.safe_load(schema_path.read_text())
+    validator = _fill_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for error in errors:
+            key = _key_path(error.absolute_path)
+            if error.validator == "additionalProperties":
+                lines.append(f"config key {key}: {error.message} (unknown key)")
+            else:
+                lines.append(f"config key {key}: {error.message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    _check_meaning(config)
+    return config
+
+
+def _check_meaning(config: dict) -> None:
+    """Checks a schema cannot express: known games, budgets and grids that make sense."""
+    from ilscaling.games.atari import check_game
+
+    atari = config["atari"]
+    for i, game in enumerate(atari["games"]):
+        try:
+            check_game(game)
+        except ValueError as err:
+            raise ConfigError(f"config key atari.games[{i}]: {err}") from None
+    sweep = atari["sweep"]
+    sweep["budgets"] = sorted(parse_budget(b, f"atari.sweep.budgets[{i}]") for i, b in enumerate(sweep["budgets"]))
+    if "grid" in sweep:
+        known = {budget_label(b) for b in sweep["budgets"]}
+        grid = {}
+        for label, widths in sweep["grid"].items():
+            budget = parse_budget(label, f"atari.sweep.grid.{label}")
+            if budget_label(budget) not in known:
+                raise ConfigError(f"config key atari.sweep.grid.{label}: budget is not in atari.sweep.budgets")
+            unknown = sorted(set(widths) - set(sweep["widths"]))
+            if unknown:
+                raise ConfigError(f"config key atari.sweep.grid.{label}: widths {unknown} are not in atari.sweep.widths")
+            grid[budget_label(budget)] = sorted(set(widths))
+        sweep["grid"] = grid
+
+
+def parse_budget(value, key: str) -> float:
+    try:
+        budget = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key}: {value!r} is not a number of FLOPs") from None
+    if not math.isfinite(budget) or budget <= 0:
+        raise ConfigError(f"config key {key}: budget must be positive, got {value!r}")
+    return budget
+
+
+def propose_grid(budgets: list[float], widths: list[int], num_actions: int, *, batch_size: int,
+                 sizes_per_budget: int = 5, samples_per_param: float = 20.0, min_steps: int = 20
+                 ) -> dict[str, list[int]]:
+    """Per budget, the `sizes_per_budget` widths nearest (in log params) the expected optimum.
+
+    The expected optimum is where samples = samples_per_param x params (a Chinchilla-style prior,
+    refined by the study's own fit); a width is eligible for a budget only if the budget buys it
+    at least `min_steps` gradient steps, so every checkpoint has actually trained.
+    """
+    from ilscaling.models.atari import model_size
+
+    sizes = {w: model_size(w, num_actions) for w in sorted(set(widths))}
+    grid = {}
+    for budget in sorted(budgets):
+        eligible = [w for w, (_, fps) in sizes.items() if budget / fps >= min_steps * batch_size]
+        if not eligible:
+            continue
+        # Expected optimum: budget = flops_per_sample(N) * samples_per_param * N; pick the width closest.
+        gap = {w: abs(math.log(budget / (fps * samples_per_param * params))) for w, (params, fps) in sizes.items()}
+        centre = min(eligible, key=gap.get)
+        ordered = sorted(eligible)
+        k = ordered.index(centre)
+        lo = max(0, min(k - sizes_per_budget // 2, len(ordered) - sizes_per_budget))
+        grid[budget_label(budget)] = ordered[lo: lo + sizes_per_budget]
+    return grid
+
+
+@dataclass(frozen=True)
+class Run:
+    """One BC training run and the budgets it checkpoints at."""
+
+    game: str
+    width: int
+    seed: int
+    budgets: tuple[float, ...]
+
+    @property
+    def name(self) -> str:
+        return f"w{self.width}-s{self.seed}"
+
+
+def sweep_grid(config: dict, game: str) -> dict[str, list[int]]:
+    """The grid of a game: the explicit one from config, else the proposed one."""
+    from ilscaling.games.atari import num_actions
+
+    sweep = config["atari"]["sweep"]
+    if "grid" in sweep:
+        return sweep["grid"]
+    return propose_grid(sweep["budgets"], sweep["widths"], num_actions(game),
+                        batch_size=config["atari"]["bc"]["batch_size"], sizes_per_budget=sweep["sizes_per_budget"],
+                        samples_per_param=sweep["samples_per_param"], min_steps=sweep["min_steps"])
+
+
+def sweep_runs(config: dict, game: str) -> list[Run]:
+    """Every (width, seed) run of a game, each with the budgets the grid assigns it."""
+    grid = sweep_grid(config, game)
+    budgets_of = {}
+    for label, widths in grid.items():
+        for width in widths:
+            budgets_of.setdefault(width, []).append(float(label))
+    return [Run(game, width, seed, tuple(sorted(budgets)))
+            for width, budgets in sorted(budgets_of.items()) for seed in config["atari"]["bc"]["seeds"]]

@@ -1,0 +1,117 @@
+"""Evaluation of BC checkpoints and the gathering of all results into one table.
+
+Per checkpoint: the held-out loss (mean cross entropy over every held-out frame) and the mean
+return of the sampled policy (softmax sampling, as the paper) over full games played in
+parallel on ALE's vector env with batched inference. Every checkpoint is evaluated on the same
+environment seeds (common random numbers), which lowers the variance between model sizes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import xarray as xr
+
+from ilscaling.data.atari import Demonstrations
+from ilscaling.games.atari import play_episodes
+from ilscaling.io import atomic_path, load_torch, provenance, read_json, write_json
+from ilscaling.models.atari import WidthCNN
+
+
+def load_bc_model(checkpoint: dict) -> WidthCNN:
+    config = checkpoint["config"]
+    model = WidthCNN(config["width"], config["num_actions"])
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()
+
+
+@torch.inference_mode()
+def heldout_loss(model: torch.nn.Module, demos: Demonstrations, batch_size: int = 1024) -> float:
+    """Mean cross entropy over all frames of `demos`."""
+    total = 0.0
+    for start in range(0, len(demos), batch_size):
+        index = np.arange(start, min(start + batch_size, len(demos)))
+        logits = model(torch.from_numpy(demos.stacked(index)))
+        actions = torch.from_numpy(demos.actions[index].astype(np.int64))
+        total += F.cross_entropy(logits, actions, reduction="sum").item()
+    return total / len(demos)
+
+
+def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, out_path: str | Path, *,
+                        episodes: int, seed: int, max_episode_steps: int, num_threads: int = 1,
+                        log=print) -> dict:
+    """Held-out loss and sampled-policy return of one checkpoint, written to `out_path` (JSON)."""
+    torch.set_num_threads(num_threads)
+    checkpoint = load_torch(checkpoint_path, "BC checkpoint")
+    model = load_bc_model(checkpoint)
+    demos = Demonstrations.load(heldout_path)
+    started = time.perf_counter()
+    loss = heldout_loss(model, demos)
+    loss_s = time.perf_counter() - started
+
+    game = checkpoint["config"]["game"]
+    generator = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    played = play_episodes(game, model, episodes, seed=seed, greedy=False, max_episode_steps=max_episode_steps,
+                           num_threads=num_threads, generator=generator)
+    rollout_s = time.perf_counter() - started
+    returns = np.asarray(played.returns, dtype=float)
+    result = {
+        "game": game, "width": checkpoint["config"]["width"], "seed": checkpoint["config"]["seed"],
+        "budget": checkpoint["budget"], "flops": checkpoint["flops"], "params": checkpoint["params"],
+        "samples": checkpoint["samples"], "epochs": checkpoint["epochs"], "train_loss": checkpoint["train_loss"],
+        "loss": loss, "heldout_frames": len(demos),
+        "return": float(returns.mean()),
+        "return_sem": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else float("nan"),
+        "episode_returns": returns.tolist(), "episode_lengths": np.asarray(played.lengths).tolist(),
+        "episodes_truncated": int(np.sum(played.truncated)), "eval_seed": seed,
+        "rollout_steps_per_s": float(np.sum(played.lengths) / max(rollout_s, 1e-9)),
+        "loss_s": loss_s, "rollout_s": rollout_s, "provenance": provenance(),
+    }
+    log(f"{game} w{result['width']} {result['budget']:.3g} FLOPs: held-out loss {loss:.4f}, "
+        f"return {result['return']:.2f} ± {result['return_sem']:.2f} over {len(returns)} episodes")
+    write_json(result, out_path)
+    return result
+
+
+RESULT_VARIABLES = ("loss", "return", "return_sem", "samples", "epochs", "flops_actual", "train_loss", "width")
+
+
+def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], out_nc: str | Path,
+                   out_csv: str | Path) -> xr.Dataset:
+    """All evaluations in one Dataset (dims game, flops, params, seed) plus a CSV twin.
+
+    `flops` is the nominal budget; the FLOPs a checkpoint actually reached (at most one batch
+    more) are kept as `flops_actual`. `expert_return` (dim game) comes from the data cards.
+    """
+    rows = []
+    for path in eval_paths:
+        result = read_json(path, "evaluation")
+        rows.append({"game": result["game"], "flops": float(result["budget"]), "params": int(result["params"]),
+                     "seed": int(result["seed"]), "flops_actual": result["flops"],
+                     **{k: result[k] for k in ("loss", "return", "return_sem", "samples", "epochs",
+                                               "train_loss", "width")}})
+    if not rows:
+        raise ValueError("no evaluation results to gather")
+    table = pd.DataFrame(rows).sort_values(["game", "flops", "params", "seed"])
+    dataset = table.set_index(["game", "flops", "params", "seed"]).to_xarray()
+    expert = {}
+    for path in card_paths:
+        card = read_json(path, "data card")
+        expert[card["game"]] = card["expert_mean_return"]
+    dataset["expert_return"] = ("game", [expert.get(g, np.nan) for g in dataset.game.values])
+    dataset["loss"].attrs.update(long_name="held-out cross entropy", units="nats")
+    dataset["return"].attrs.update(long_name="mean episode return of the sampled policy")
+    dataset["flops"].attrs.update(long_name="training compute budget", units="FLOPs")
+    dataset["params"].attrs.update(long_name="model parameters")
+    dataset.attrs.update(source="ilscaling", description="BC scaling sweep: held-out loss and return per checkpoint")
+    with atomic_path(out_nc, suffix=".nc") as tmp:
+        dataset.to_netcdf(tmp)
+    with atomic_path(out_csv, suffix=".csv") as tmp:
+        table.to_csv(tmp, index=False)
+    return dataset

@@ -1,0 +1,71 @@
+"""Analytic FLOP counting, the accounting every budget in the study is measured in.
+
+Convention (as the authors): a multiply-add is 2 FLOPs; only convolutions and linear
+layers are counted (activations, normalisation and the loss are negligible); the backward
+pass costs 2 x the forward pass, so one training sample costs 3 x its forward FLOPs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+BACKWARD_TO_FORWARD = 2.0
+
+
+def conv2d_flops(layer: nn.Conv2d, out_hw: tuple[int, int]) -> int:
+    """Forward FLOPs of one Conv2d application producing an `out_hw` feature map."""
+    kernel_macs = (layer.in_channels // layer.groups) * math.prod(layer.kernel_size)
+    macs = out_hw[0] * out_hw[1] * layer.out_channels * kernel_macs
+    return 2 * macs
+
+
+def linear_flops(layer: nn.Linear) -> int:
+    """Forward FLOPs of one Linear layer on one input vector."""
+    return 2 * layer.in_features * layer.out_features
+
+
+def conv_output_hw(layer: nn.Conv2d, in_hw: tuple[int, int]) -> tuple[int, int]:
+    """Spatial size after `layer` (no dilation), as PyTorch computes it."""
+    return tuple(
+        (size + 2 * pad - kernel) // stride + 1
+        for size, pad, kernel, stride in zip(in_hw, layer.padding, layer.kernel_size, layer.stride)
+    )
+
+
+def sequential_forward_flops(layers: nn.Module, in_hw: tuple[int, int]) -> int:
+    """Forward FLOPs of a feed-forward stack of Conv2d/Linear layers, walked in order."""
+    total, hw = 0, in_hw
+    for layer in layers.modules():
+        if isinstance(layer, nn.Conv2d):
+            hw = conv_output_hw(layer, hw)
+            total += conv2d_flops(layer, hw)
+        elif isinstance(layer, nn.Linear):
+            total += linear_flops(layer)
+    return total
+
+
+def training_flops_per_sample(forward_flops: float) -> float:
+    """Forward + backward FLOPs of one training sample."""
+    return (1.0 + BACKWARD_TO_FORWARD) * forward_flops
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def measured_forward_flops(model: nn.Module, example: torch.Tensor) -> int:
+    """FLOPs PyTorch's FlopCounterMode counts for one forward pass of `example` (per batch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(example)
+    return counter.get_total_flops()
+
+
+def budget_label(budget: float) -> str:
+    """Compact, file-name-safe label of a FLOP budget: 1e10, 2e10, 2.5e11."""
+    mantissa, exponent = f"{budget:.6e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"

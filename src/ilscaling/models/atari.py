@@ -1,0 +1,53 @@
+"""The authors' width-scaled Atari BC network: one factor `width` scales every layer.
+
+conv 8x8/4 (w channels) -> conv 4x4/2 (2w) -> conv 3x3/1 (2w) -> linear to the action logits.
+Width 1..266 spans about 1k..5M parameters. Parameter and FLOP counts live next to the model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ilscaling.flops import count_parameters, sequential_forward_flops, training_flops_per_sample
+
+FRAME_HW = (84, 84)
+STACK = 4
+
+
+class WidthCNN(nn.Module):
+    def __init__(self, width: int, num_actions: int):
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        self.width, self.num_actions = width, num_actions
+        self.layers = nn.Sequential(
+            nn.Conv2d(STACK, width, kernel_size=8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, kernel_size=3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(2 * width * 7 * 7, num_actions),
+        )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (B, 4, 84, 84) -> action logits (B, A)."""
+        return self.layers(frames.float() / 255.0)
+
+    def forward_flops(self) -> int:
+        """Analytic forward FLOPs of one sample."""
+        return sequential_forward_flops(self.layers, FRAME_HW)
+
+    def train_flops_per_sample(self) -> float:
+        return training_flops_per_sample(self.forward_flops())
+
+    def num_params(self) -> int:
+        return count_parameters(self)
+
+
+def model_size(width: int, num_actions: int) -> tuple[int, float]:
+    """(parameters, training FLOPs per sample) of a width, without keeping the model."""
+    model = WidthCNN(width, num_actions)
+    return model.num_params(), model.train_flops_per_sample()

@@ -1,0 +1,21 @@
+import numpy as np
+import pytest
+
+from ilscaling.data.atari import Demonstrations
+
+
+def synthetic_demonstrations(num_episodes=6, length=40, num_actions=4, seed=0) -> Demonstrations:
+    """Small random episodes (frames, actions, rewards) with distinct lengths."""
+    rng = np.random.default_rng(seed)
+    lengths = [length + 3 * i for i in range(num_episodes)]
+    return Demonstrations.from_episodes(
+        [rng.integers(0, 256, (n, 84, 84), dtype=np.uint8) for n in lengths],
+        [rng.integers(0, num_actions, n).astype(np.uint8) for n in lengths],
+        [rng.normal(size=n).astype(np.float32) for n in lengths],
+        list(range(num_episodes)),
+    )
+
+
+@pytest.fixture
+def demos():
+    return synthetic_demonstrations()

@@ -1,0 +1,76 @@
+import signal
+import threading
+
+import pytest
+import torch
+
+from ilscaling.flops import budget_label
+from ilscaling.io import DataFileError, load_torch
+from ilscaling.models.atari import WidthCNN
+from ilscaling.train import BCArgs, train_bc
+
+
+@pytest.fixture
+def train_file(tmp_path, demos):
+    demos.save(tmp_path / "train.npz")
+    return tmp_path / "train.npz"
+
+
+def _args(**overrides):
+    per_sample = WidthCNN(2, 4).train_flops_per_sample()
+    values = dict(game="Breakout", width=2, num_actions=4, batch_size=16,
+                  budgets=[per_sample * 16 * 3, per_sample * 16 * 10.5, per_sample * 16 * 25])
+    values.update(overrides)
+    return BCArgs(**values)
+
+
+def test_checkpoints_at_budget_crossings(tmp_path, train_file, demos):
+    args = _args()
+    records = train_bc(args, train_file, tmp_path / "run", tmp_path / "resume.pt", log=lambda *_: None)
+    assert [r["budget"] for r in records] == sorted(args.budgets)
+    per_step = WidthCNN(2, 4).train_flops_per_sample() * 16
+    for record in records:
+        checkpoint = load_torch(tmp_path / "run" / f"c{budget_label(record['budget'])}.pt")
+        # The first step at or past the budget, never one more.
+        assert record["budget"] <= checkpoint["flops"] < record["budget"] + per_step
+        assert checkpoint["params"] == WidthCNN(2, 4).num_params()
+        assert checkpoint["config"]["width"] == 2 and "versions" in checkpoint["provenance"]
+        assert checkpoint["epochs"] == pytest.approx(checkpoint["samples"] / len(demos))
+    assert records[-1]["steps"] == 25  # the run stops at its largest budget
+    assert not (tmp_path / "resume.pt").exists()
+
+
+def test_resumed_run_is_bitwise_identical(tmp_path, train_file):
+    args = _args()
+    train_bc(args, train_file, tmp_path / "straight", tmp_path / "r1.pt", log=lambda *_: None)
+
+    # Interrupt the second run with SIGTERM right after its first checkpoint, then resume it.
+    def stop_after_first_checkpoint(message):
+        if message.startswith("checkpoint"):
+            signal.raise_signal(signal.SIGTERM)
+
+    with pytest.raises(SystemExit):
+        train_bc(args, train_file, tmp_path / "resumed", tmp_path / "r2.pt", log=stop_after_first_checkpoint)
+    assert (tmp_path / "r2.pt").exists()
+    train_bc(args, train_file, tmp_path / "resumed", tmp_path / "r2.pt", log=lambda *_: None)
+    for budget in args.budgets:
+        name = f"c{budget_label(budget)}.pt"
+        a, b = load_torch(tmp_path / "straight" / name), load_torch(tmp_path / "resumed" / name)
+        assert a["train_loss"] == b["train_loss"] and a["samples"] == b["samples"]
+        for key in a["model"]:
+            assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_bad_budgets_and_missing_data(tmp_path, train_file):
+    with pytest.raises(ValueError, match="budgets"):
+        train_bc(_args(budgets=[]), train_file, tmp_path / "run", tmp_path / "r.pt")
+    with pytest.raises(ValueError, match="budgets"):
+        train_bc(_args(budgets=[-1.0]), train_file, tmp_path / "run", tmp_path / "r.pt")
+    with pytest.raises(DataFileError, match="missing.npz"):
+        train_bc(_args(), tmp_path / "missing.npz", tmp_path / "run", tmp_path / "r.pt")
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    (tmp_path / "c1e10.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataFileError, match="c1e10.pt"):
+        load_torch(tmp_path / "c1e10.pt")

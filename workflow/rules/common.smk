@@ -1,0 +1,53 @@
+# Config validation (before any job starts), paths and input functions.
+from ilscaling.config import validate_config, sweep_runs
+from ilscaling.flops import budget_label
+from ilscaling.games.atari import num_actions
+from ilscaling.plots import FIGURE_STEMS
+
+
+validate_config(config)
+
+ATARI = config["atari"]
+GAMES = ATARI["games"]
+# `python -m ilscaling` runs the package of the environment snakemake runs in (venv or conda).
+ILSCALING = "python -m ilscaling"
+
+RES = "results"
+GAME_DIR = RES + "/atari/{game}"
+
+
+wildcard_constraints:
+    game="[A-Za-z0-9]+",
+    width="[0-9]+",
+    seed="[0-9]+",
+    budget="[0-9.]+e[0-9]+",
+
+
+def run_of(wildcards):
+    """The sweep run (width, seed, budgets) a job belongs to."""
+    for run in sweep_runs(config, wildcards.game):
+        if run.width == int(wildcards.width) and run.seed == int(wildcards.seed):
+            return run
+    raise ValueError(f"w{wildcards.width}-s{wildcards.seed} is not in the sweep grid of {wildcards.game}")
+
+
+def eval_files(game):
+    return [
+        f"{RES}/atari/{game}/eval/{run.name}-c{budget_label(budget)}.json"
+        for run in sweep_runs(config, game)
+        for budget in run.budgets
+    ]
+
+
+def figure_files(ext):
+    return expand(RES + "/figures/{game}/{stem}.{ext}", game=GAMES, stem=FIGURE_STEMS, ext=ext)
+
+
+def all_outputs():
+    return [
+        RES + "/scaling/results.nc",
+        RES + "/scaling/fits.nc",
+        RES + "/scaling/summary.md",
+        *figure_files("png"),
+        *figure_files("pdf"),
+    ]

@@ -1,0 +1,20 @@
+# Figures of each game, regenerated from the results and fits files (no refitting).
+
+
+rule plot_game:
+    input:
+        results=RES + "/scaling/results.nc",
+        fits=RES + "/scaling/fits.nc",
+    output:
+        png=report(
+            expand(RES + "/figures/{{game}}/{stem}.png", stem=FIGURE_STEMS),
+            category="Figures",
+            subcategory="{game}",
+            caption="../report/figure.rst",
+        ),
+        pdf=expand(RES + "/figures/{{game}}/{stem}.pdf", stem=FIGURE_STEMS),
+    log:
+        "logs/{game}/plot_game.log",
+    shell:
+        "{ILSCALING} plot --results {input.results} --fits {input.fits} --game {wildcards.game} "
+        "--out-dir $(dirname {output.png[0]}) > {log} 2>&1"

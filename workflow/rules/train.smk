@@ -1,0 +1,27 @@
+# One BC run per (game, width, seed), checkpointed at each of its FLOP budgets.
+# The resume file lives outside the run's output folder: Snakemake clears outputs before a rerun.
+
+
+rule train_bc:
+    input:
+        train=GAME_DIR + "/demos/train.npz",
+    output:
+        run=directory(GAME_DIR + "/runs/w{width}-s{seed}"),
+    log:
+        "logs/{game}/train_bc/w{width}-s{seed}.log",
+    benchmark:
+        RES + "/benchmarks/{game}/train_bc/w{width}-s{seed}.tsv"
+    params:
+        budgets=lambda wc: " ".join(budget_label(b) for b in run_of(wc).budgets),
+        num_actions=lambda wc: num_actions(wc.game),
+        bc=ATARI["bc"],
+        resume=RES + "/atari/{game}/resume/w{width}-s{seed}.pt",
+    threads: ATARI["bc"]["threads"]
+    resources:
+        mem_mb=lambda wc: 1000 + ATARI["demonstrations"]["frames"] * 84 * 84 * 2 // 2**20,
+    shell:
+        "{ILSCALING} train-bc --game {wildcards.game} --width {wildcards.width} --seed {wildcards.seed} "
+        "--budgets {params.budgets} --num-actions {params.num_actions} --lr {params.bc[lr]} "
+        "--batch-size {params.bc[batch_size]} --num-threads {threads} "
+        "--resume-every-s {params.bc[resume_every_s]} "
+        "--train {input.train} --out-dir {output.run} --resume {params.resume} > {log} 2>&1"
