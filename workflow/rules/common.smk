@@ -1,4 +1,8 @@
 # Config validation (before any job starts), paths and input functions.
+import sys
+
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
 from ilscaling.config import validate_config, sweep_runs
 from ilscaling.flops import budget_label
 from ilscaling.games.atari import num_actions
@@ -9,8 +13,14 @@ validate_config(config)
 
 ATARI = config["atari"]
 GAMES = ATARI["games"]
-# `python -m ilscaling` runs the package of the environment snakemake runs in (venv or conda).
-ILSCALING = "python -m ilscaling"
+# The jobs run the package of the interpreter snakemake runs in (the venv), or of the rule's
+# conda environment under `--sdm conda`.
+ILSCALING = (
+    "python -m ilscaling"
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    else f"{sys.executable} -m ilscaling"
+)
+CONDA_ENV = "../../envs/ilscaling.yaml"
 
 RES = "results"
 GAME_DIR = RES + "/atari/{game}"

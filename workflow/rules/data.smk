@@ -19,6 +19,8 @@ rule train_expert:
     threads: ATARI["expert"]["threads"]
     resources:
         mem_mb=4000,
+    conda:
+        CONDA_ENV
     shell:
         "{ILSCALING} train-expert --game {wildcards.game} {params.ppo} --seed {params.seed} "
         "--num-threads {threads} --out {output.expert} --summary {output.summary} > {log} 2>&1"
@@ -41,6 +43,8 @@ rule record_demonstrations:
     threads: 2
     resources:
         mem_mb=lambda wc: 2000 + ATARI["demonstrations"]["frames"] * 84 * 84 * 3 // 2**20,
+    conda:
+        CONDA_ENV
     shell:
         "{ILSCALING} record-demos --expert {input.expert} --out-dir $(dirname {output.card}) "
         "--frames {params.demos[frames]} --heldout-fraction {params.demos[heldout_fraction]} "

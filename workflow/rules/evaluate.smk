@@ -17,6 +17,8 @@ rule evaluate_checkpoint:
     threads: ATARI["evaluation"]["threads"]
     resources:
         mem_mb=2000,
+    conda:
+        CONDA_ENV
     shell:
         "{ILSCALING} evaluate --checkpoint {input.run}/c{wildcards.budget}.pt --heldout {input.heldout} "
         "--out {output} --episodes {params.evaluation[episodes]} --seed {params.seed} "
@@ -32,6 +34,8 @@ rule gather_results:
         csv=RES + "/scaling/results.csv",
     log:
         "logs/gather_results.log",
+    conda:
+        CONDA_ENV
     shell:
         "{ILSCALING} gather --evals {input.evals} --cards {input.cards} "
         "--out-nc {output.nc} --out-csv {output.csv} > {log} 2>&1"

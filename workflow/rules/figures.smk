@@ -15,6 +15,8 @@ rule plot_game:
         pdf=expand(RES + "/figures/{{game}}/{stem}.pdf", stem=FIGURE_STEMS),
     log:
         "logs/{game}/plot_game.log",
+    conda:
+        CONDA_ENV
     shell:
         "{ILSCALING} plot --results {input.results} --fits {input.fits} --game {wildcards.game} "
         "--out-dir $(dirname {output.png[0]}) > {log} 2>&1"

@@ -12,6 +12,8 @@ rule fit_scaling_laws:
     params:
         edge="--exclude-edge-budgets" if config["fit"]["exclude_edge_budgets"] else "--no-exclude-edge-budgets",
         min_sizes=config["fit"]["min_sizes_per_budget"],
+    conda:
+        CONDA_ENV
     shell:
         "{ILSCALING} fit --results {input} --out-nc {output.fits} --summary {output.summary} "
         "{params.edge} --min-sizes-per-budget {params.min_sizes} > {log} 2>&1"

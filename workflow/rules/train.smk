@@ -19,6 +19,8 @@ rule train_bc:
     threads: ATARI["bc"]["threads"]
     resources:
         mem_mb=lambda wc: 1000 + ATARI["demonstrations"]["frames"] * 84 * 84 * 2 // 2**20,
+    conda:
+        CONDA_ENV
     shell:
         "{ILSCALING} train-bc --game {wildcards.game} --width {wildcards.width} --seed {wildcards.seed} "
         "--budgets {params.budgets} --num-actions {params.num_actions} --lr {params.bc[lr]} "

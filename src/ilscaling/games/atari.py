@@ -1,0 +1,362 @@
+"""Everything that knows about the Arcade Learning Environment (ale-py) lives here.
+
+Environments follow the paper's expert setup (Stable-Baselines3 `make_atari_env` on
+`<Game>Deterministic-v0` with sticky actions): frame skip 4 with max-pooling, sticky actions
+0.25, up to 30 no-ops and FIRE at reset, 84x84 grayscale frames, a 4-frame stack. The stacking
+and preprocessing run in C++ inside `ale_py.vector_env.AtariVectorEnv`.
+
+Measured behaviour of AtariVectorEnv (ale-py 0.12.1) that shaped this module:
+  * Its `episodic_life=True` does not continue the game after a life loss: it resets the whole
+    game, so an agent trained with it only ever sees the first life. SB3's `EpisodicLifeEnv`
+    instead ends the *learning* episode on a life loss and keeps playing. We therefore never
+    enable it; the PPO learner derives life losses from `info["lives"]` itself.
+  * `terminated`/`truncated` then mark the end of the full game. With autoreset mode
+    "SameStep" the observation returned with them is already the first observation of the
+    next game (stack slots before the game's first frame are zeros), so no step is wasted.
+  * `max_num_frames_per_episode` counts emulator frames, including the reset no-ops.
+  * `info` holds `env_id`, `lives`, `frame_number`, `episode_frame_number`
+    (and `final_obs` on steps that ended an episode or lost a life).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable
+
+import numpy as np
+import torch
+
+# Keyword arguments of AtariVectorEnv that reproduce the paper's expert environment.
+PAPER_SETTINGS = MappingProxyType(
+    {
+        "repeat_action_probability": 0.25,  # sticky actions
+        "frameskip": 4,
+        "maxpool": True,  # max over the last two skipped frames, as SB3's MaxAndSkipEnv
+        "noop_max": 30,
+        "use_fire_reset": True,
+        "img_height": 84,
+        "img_width": 84,
+        "grayscale": True,
+        "stack_num": 4,
+        "full_action_space": False,  # minimal action set, e.g. 4 actions in Breakout
+    }
+)
+FRAME_SKIP = PAPER_SETTINGS["frameskip"]
+STACK = PAPER_SETTINGS["stack_num"]
+# ALE's default episode cap: 108,000 frames = 27,000 agent steps (30 minutes of play).
+DEFAULT_MAX_EPISODE_STEPS = 27_000
+
+Policy = Callable[[torch.Tensor], torch.Tensor]
+"""uint8 observations (N, 4, 84, 84) -> action logits (N, A)."""
+
+
+# ----------------------------------------------------------------------------- game names
+
+
+def _rom_id(game: str) -> str:
+    """CamelCase paper name -> ALE ROM id: "SpaceInvaders" -> "space_invaders"."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()
+
+
+def _camel_case(rom_id: str) -> str:
+    return "".join(part.capitalize() for part in rom_id.split("_"))
+
+
+@functools.lru_cache(maxsize=1)
+def available_games() -> tuple[str, ...]:
+    """CamelCase names of every ROM bundled with ale-py."""
+    from ale_py import roms
+
+    return tuple(sorted(_camel_case(rom) for rom in roms.get_all_rom_ids()))
+
+
+def check_game(game: str) -> str:
+    """Validate a CamelCase game name ("Breakout") and return its ALE id ("breakout").
+
+    Raises ValueError naming the game and the closest bundled names when it is unknown.
+    """
+    from ale_py import roms
+
+    rom_id = _rom_id(game)
+    if _camel_case(rom_id) == game and rom_id in roms.get_all_rom_ids():
+        return rom_id
+    close = difflib.get_close_matches(game, available_games(), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(
+        f"unknown Atari game {game!r} (expected a CamelCase ALE game name such as "
+        f"'Breakout' or 'SpaceInvaders'){hint}"
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def num_actions(game: str) -> int:
+    """Size of the game's minimal action set (Breakout: 4)."""
+    import ale_py
+    from ale_py import roms
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+    ale = ale_py.ALEInterface()
+    ale.loadROM(str(roms.get_rom_path(check_game(game))))
+    return len(ale.getMinimalActionSet())
+
+
+# ----------------------------------------------------------------------------- environments
+
+
+def episode_frame_limit(max_episode_steps: int | None) -> int:
+    """Agent steps -> ALE's frame cap. ALE also counts the reset no-ops against the cap, so an
+    episode truncates after at most `max_episode_steps` agent steps (a few fewer when the
+    random no-op start was long)."""
+    steps = DEFAULT_MAX_EPISODE_STEPS if max_episode_steps is None else max_episode_steps
+    if steps < 1:
+        raise ValueError(f"max_episode_steps must be >= 1, got {steps}")
+    return steps * FRAME_SKIP
+
+
+def make_vector_env(
+    game: str,
+    num_envs: int,
+    *,
+    seed: int,
+    num_threads: int = 0,
+    max_episode_steps: int | None = None,
+):
+    """Create `num_envs` paper-setting games and reset them with seeds seed, seed+1, ...
+
+    Returns (env, observations (N, 4, 84, 84) uint8, info). The env always plays full games
+    (no episodic life, see module docstring), auto-resets in the same step, and never clips
+    rewards, so returns are the unclipped game scores; training code clips and splits
+    episodes at life losses itself. num_threads=0 lets ALE use one thread per core.
+    """
+    from ale_py.vector_env import AtariVectorEnv
+
+    env = AtariVectorEnv(
+        check_game(game),
+        num_envs,
+        num_threads=num_threads,
+        max_num_frames_per_episode=episode_frame_limit(max_episode_steps),
+        episodic_life=False,
+        life_loss_info=False,
+        reward_clipping=False,
+        autoreset_mode="SameStep",
+        **PAPER_SETTINGS,
+    )
+    observations, info = env.reset(seed=seed)
+    return env, observations, info
+
+
+# ----------------------------------------------------------------------------- playing
+
+
+@dataclass
+class Episodes:
+    """Full-game episodes. Per-step arrays are filled only when recording.
+
+    frames[i] (T, 84, 84) uint8 holds the newest frame of each observation the agent acted on;
+    the observation at step t is frames[t-3..t] with zeros before the episode's first step.
+    """
+
+    returns: np.ndarray  # (E,) float64, unclipped game score
+    lengths: np.ndarray  # (E,) int64, agent steps
+    truncated: np.ndarray  # (E,) bool, hit the episode step cap
+    frames: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)  # (T,) uint8
+    rewards: list[np.ndarray] = field(default_factory=list)  # (T,) float32, unclipped
+
+    def __len__(self) -> int:
+        return len(self.returns)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.lengths.sum())
+
+    @classmethod
+    def concatenate(cls, parts: list["Episodes"]) -> "Episodes":
+        return cls(
+            returns=np.concatenate([p.returns for p in parts]),
+            lengths=np.concatenate([p.lengths for p in parts]),
+            truncated=np.concatenate([p.truncated for p in parts]),
+            frames=[f for p in parts for f in p.frames],
+            actions=[a for p in parts for a in p.actions],
+            rewards=[r for p in parts for r in p.rewards],
+        )
+
+
+class _EpisodeRecorder:
+    """Per-env buffers of the running episode; closing one turns it into arrays."""
+
+    def __init__(self, num_envs: int):
+        self.frames = [[] for _ in range(num_envs)]
+        self.actions = [[] for _ in range(num_envs)]
+        self.rewards = [[] for _ in range(num_envs)]
+
+    def add(self, envs: np.ndarray, observations, actions, rewards) -> None:
+        # A Python loop over envs, but only when recording: copying each newest frame is
+        # needed anyway, and N is small (tens).
+        for env in envs:
+            self.frames[env].append(observations[env, -1].copy())
+            self.actions[env].append(actions[env])
+            self.rewards[env].append(rewards[env])
+
+    def close(self, env: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        episode = (
+            np.stack(self.frames[env]),
+            np.asarray(self.actions[env], dtype=np.uint8),
+            np.asarray(self.rewards[env], dtype=np.float32),
+        )
+        self.frames[env], self.actions[env], self.rewards[env] = [], [], []
+        return episode
+
+
+def _choose_actions(
+    policy: Policy, observations: np.ndarray, *, greedy: bool, generator: torch.Generator | None
+) -> np.ndarray:
+    """One batched policy call -> int64 actions."""
+    with torch.inference_mode():
+        logits = policy(torch.from_numpy(observations))
+        if greedy:
+            actions = logits.argmax(dim=1)
+        else:
+            actions = torch.multinomial(torch.softmax(logits.float(), dim=1), 1, generator=generator)[:, 0]
+    return actions.numpy().astype(np.int64)
+
+
+def _play_first_episodes(
+    game, policy, num_envs, *, seed, greedy, max_episode_steps, num_threads, record, generator
+) -> Episodes:
+    """Each of `num_envs` envs plays until its first game ends; finished envs idle on."""
+    env, observations, _ = make_vector_env(
+        game, num_envs, seed=seed, num_threads=num_threads, max_episode_steps=max_episode_steps
+    )
+    returns = np.zeros(num_envs)
+    lengths = np.zeros(num_envs, dtype=np.int64)
+    truncated = np.zeros(num_envs, dtype=bool)
+    active = np.ones(num_envs, dtype=bool)
+    actions = np.zeros(num_envs, dtype=np.int64)  # finished envs keep stepping with NOOP
+    recorder = _EpisodeRecorder(num_envs) if record else None
+    episodes = [None] * num_envs
+    try:
+        while active.any():
+            playing = np.flatnonzero(active)
+            # Inference only on envs still in their first game.
+            actions[:] = 0
+            actions[playing] = _choose_actions(
+                policy, observations[playing], greedy=greedy, generator=generator
+            )
+            next_observations, rewards, terminated, truncations, _ = env.step(actions)
+            if recorder is not None:
+                recorder.add(playing, observations, actions, rewards)
+            returns[playing] += rewards[playing]
+            lengths[playing] += 1
+            ended = active & (terminated | truncations)
+            truncated |= ended & truncations
+            active &= ~ended
+            if recorder is not None:
+                for i in np.flatnonzero(ended):
+                    episodes[i] = recorder.close(i)
+            observations = next_observations
+    finally:
+        env.close()
+    result = Episodes(returns=returns, lengths=lengths, truncated=truncated)
+    if record:
+        result.frames, result.actions, result.rewards = (list(x) for x in zip(*episodes))
+    return result
+
+
+def play_episodes(
+    game: str,
+    policy: Policy,
+    num_episodes: int,
+    *,
+    seed: int,
+    greedy: bool,
+    max_episode_steps: int | None,
+    num_threads: int = 0,
+    record: bool = False,
+    generator: torch.Generator | None = None,
+    max_envs: int = 32,
+) -> Episodes:
+    """Play `num_episodes` full games with batched inference and return their scores.
+
+    Each env contributes only its first game, so short games are not over-represented (taking
+    the first E games to finish from a pool would favour them). Up to `max_envs` games run in
+    one vector env; more are played in successive passes with fresh seeds. `policy` is called
+    once per vector step under torch.inference_mode. greedy=True takes the argmax action;
+    otherwise actions are sampled from softmax(logits) with `generator` (default: seeded from
+    `seed`). record=True also keeps frames, actions and rewards of each game.
+    """
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed)
+    parts, done = [], 0
+    while done < num_episodes:
+        batch = min(max_envs, num_episodes - done)
+        parts.append(
+            _play_first_episodes(
+                game, policy, batch, seed=seed + done, greedy=greedy,
+                max_episode_steps=max_episode_steps, num_threads=num_threads,
+                record=record, generator=generator,
+            )
+        )
+        done += batch
+    return Episodes.concatenate(parts)
+
+
+def record_demonstrations(
+    game: str,
+    policy: Policy,
+    num_frames: int,
+    *,
+    seed: int,
+    num_envs: int,
+    max_episode_steps: int | None,
+    num_threads: int = 0,
+) -> Episodes:
+    """Greedy (argmax) play until complete episodes hold at least `num_frames` frames.
+
+    Envs auto-reset and keep playing, so every env contributes many episodes in the order they
+    finish. Games still in progress when the target is reached are discarded, so every
+    returned episode is a whole game from reset to game over (or to the step cap, flagged in
+    `truncated`). The last finished episode may push the total past `num_frames`.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    env, observations, _ = make_vector_env(
+        game, num_envs, seed=seed, num_threads=num_threads, max_episode_steps=max_episode_steps
+    )
+    all_envs = np.arange(num_envs)
+    running_returns = np.zeros(num_envs)
+    recorder = _EpisodeRecorder(num_envs)
+    returns, truncated, frames, actions_kept, rewards_kept = [], [], [], [], []
+    collected = 0
+    try:
+        while collected < num_frames:
+            actions = _choose_actions(policy, observations, greedy=True, generator=None)
+            next_observations, rewards, terminated, truncations, _ = env.step(actions)
+            recorder.add(all_envs, observations, actions, rewards)
+            running_returns += rewards
+            for i in np.flatnonzero(terminated | truncations):
+                episode_frames, episode_actions, episode_rewards = recorder.close(i)
+                frames.append(episode_frames)
+                actions_kept.append(episode_actions)
+                rewards_kept.append(episode_rewards)
+                returns.append(running_returns[i])
+                truncated.append(bool(truncations[i]))
+                running_returns[i] = 0.0
+                collected += len(episode_actions)
+            observations = next_observations
+    finally:
+        env.close()
+    return Episodes(
+        returns=np.asarray(returns, dtype=np.float64),
+        lengths=np.asarray([len(a) for a in actions_kept], dtype=np.int64),
+        truncated=np.asarray(truncated, dtype=bool),
+        frames=frames,
+        actions=actions_kept,
+        rewards=rewards_kept,
+    )

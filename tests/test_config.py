@@ -1,0 +1,79 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ilscaling.config import ConfigError, propose_grid, sweep_runs, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name):
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "configs/smoke.yaml", "configs/paper-atari.yaml"])
+def test_shipped_configs_are_valid(name):
+    config = validate_config(load(name))
+    assert all(b > 0 for b in config["atari"]["sweep"]["budgets"])
+    runs = sweep_runs(config, config["atari"]["games"][0])
+    assert runs and all(run.budgets for run in runs)
+
+
+def test_paper_config_is_the_papers_setting():
+    config = validate_config(load("configs/paper-atari.yaml"))
+    atari = config["atari"]
+    assert set(atari["games"]) == {"BattleZone", "Qbert", "BankHeist", "Boxing", "Breakout", "NameThisGame",
+                                   "Phoenix", "SpaceInvaders"}
+    assert min(atari["sweep"]["widths"]) == 1 and max(atari["sweep"]["widths"]) == 266
+    assert atari["sweep"]["budgets"][0] == 1e13 and atari["sweep"]["budgets"][-1] == 1e18
+    assert atari["expert"]["total_steps"] == 10_000_000
+
+
+def test_default_study_spans_two_decades_with_four_sizes_per_budget():
+    config = validate_config(load("config.yaml"))
+    for game in config["atari"]["games"]:
+        grid = {float(b): widths for b, widths in __import__("ilscaling.config").config.sweep_grid(config, game).items()}
+        assert max(grid) / min(grid) >= 100 and len(grid) >= 5
+        assert all(len(widths) >= 4 for widths in grid.values())
+
+
+def _broken(mutate):
+    config = copy.deepcopy(load("configs/smoke.yaml"))
+    mutate(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c["atari"].update(gmaes=["Breakout"]), "gmaes"),
+        (lambda c: c.update(fitt={}), "fitt"),
+        (lambda c: c["atari"].update(games=["Breakoutt"]), "atari.games[0]"),
+        (lambda c: c["atari"]["sweep"].update(budgets=["1e9", 0]), "atari.sweep.budgets[1]"),
+        (lambda c: c["atari"]["sweep"].update(budgets=["1e9", -5.0]), "atari.sweep.budgets[1]"),
+        (lambda c: c["atari"]["sweep"].update(widths=[]), "atari.sweep.widths"),
+        (lambda c: c["atari"]["bc"].update(lr="fast"), "atari.bc.lr"),
+        (lambda c: c["atari"]["demonstrations"].update(heldout_fraction=1.5), "atari.demonstrations.heldout_fraction"),
+        (lambda c: c["atari"]["sweep"]["grid"].update({"1e9": [1, 99]}), "atari.sweep.grid.1e9"),
+    ],
+)
+def test_bad_config_names_the_key(mutate, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[").replace("]", r"\]")):
+        validate_config(_broken(mutate))
+
+
+def test_defaults_are_filled_in():
+    config = validate_config(_broken(lambda c: c.pop("fit")))
+    assert config["fit"] == {"exclude_edge_budgets": False, "min_sizes_per_budget": 3}
+
+
+def test_proposed_grid_centres_on_the_expected_optimum():
+    budgets = [1e10, 1e11, 1e12, 1e13]
+    grid = propose_grid(budgets, [1, 2, 4, 8, 16, 32, 64, 128], 4, batch_size=128, sizes_per_budget=4,
+                        samples_per_param=20, min_steps=20)
+    assert list(grid) == ["1e10", "1e11", "1e12", "1e13"]
+    assert all(3 <= len(w) <= 4 for w in grid.values())  # 1e10 buys width 8 too few steps
+    centres = [sorted(w)[len(w) // 2] for w in grid.values()]
+    assert centres == sorted(centres) and centres[0] < centres[-1]  # larger budgets, larger models

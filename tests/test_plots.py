@@ -1,0 +1,62 @@
+"""Figures regenerate from the results and fits files alone, for clean and awkward games."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from test_scaling import synthetic_results
+
+from ilscaling.plots import FIGURE_STEMS, budget_text, plot_all, plot_game
+from ilscaling.scaling import FitConfig, write_fits
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+BUDGETS = (1e15, 1e16, 1e17, 1e18, 1e19)
+
+
+def awkward_game() -> xr.Dataset:
+    """Top budgets miss the optimum (edge-flagged) and the weaker agents score below zero."""
+    centred = synthetic_results(games=("Awkward",), budgets=BUDGETS, noise=0.01, return_offset=-4.5, rng_seed=1)
+    shifted = synthetic_results(games=("Awkward",), budgets=BUDGETS, noise=0.01, return_offset=-4.5,
+                                offset_dex=0.8, rng_seed=2)
+    results = xr.where(centred["flops"] >= 1e18, shifted, centred)
+    results["expert_return"] = ("game", [np.nan])  # no demonstrator score recorded
+    return results
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """results.nc and fits.nc of a clean game and an awkward one."""
+    root = tmp_path_factory.mktemp("study")
+    clean = synthetic_results(games=("Clean",), budgets=BUDGETS, noise=0.01)
+    results = xr.concat([clean, awkward_game()], "game", data_vars="all")
+    results.to_netcdf(root / "results.nc")
+    fits = write_fits(root / "results.nc", root / "fits.nc", root / "summary.md", FitConfig())
+    assert fits["edge"].sel(game="Awkward", metric="loss").any()
+    assert (results["return"].sel(game="Awkward") < 0).any()
+    return root
+
+
+def test_plot_all_writes_every_figure_of_every_game(study):
+    paths = plot_all(study / "results.nc", study / "fits.nc", study / "figures")
+    expected = {study / "figures" / game / f"{stem}.{ext}"
+                for game in ("Clean", "Awkward") for stem in FIGURE_STEMS for ext in ("png", "pdf")}
+    assert set(paths) == expected
+    for path in expected:
+        head = path.read_bytes()[:8]
+        assert path.stat().st_size > 5000
+        assert head == PNG_SIGNATURE if path.suffix == ".png" else head.startswith(b"%PDF")
+    assert not list((study / "figures").rglob(".*"))  # no temporary files left
+
+
+def test_figure_stems_are_the_workflow_names():
+    assert FIGURE_STEMS == ("isoflop_loss", "isoflop_return", "optimal_params", "optimal_samples",
+                            "loss_frontier", "return_frontier", "return_vs_loss")
+
+
+def test_plot_game_rejects_an_unknown_game(study, tmp_path):
+    with xr.open_dataset(study / "results.nc") as results, xr.open_dataset(study / "fits.nc") as fits:
+        with pytest.raises(ValueError, match="'Missing'"):
+            plot_game(results.load(), fits.load(), "Missing", tmp_path)
+
+
+def test_budget_text_matches_config_spelling():
+    assert [budget_text(b) for b in (1e10, 2e10, 2.5e11)] == ["1e10", "2e10", "2.5e11"]

@@ -1,0 +1,278 @@
+"""Fits of isoFLOP profiles and power laws on synthetic sweeps with known answers."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from ilscaling.scaling import (
+    LINEAR_IN_LOG10_X, NOT_FITTED, POWER_LAW, FitConfig, fit_line, fit_quadratic, fit_results, law_fit,
+    profile_optimum, write_fits,
+)
+
+# Chinchilla's fitted constants (Hoffmann et al. 2022): L(N, D) = E + A/N**alpha + B/D**beta.
+CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+BUDGETS = (1e15, 2e15, 5e15, 1e16, 2e16, 5e16, 1e17, 2e17, 5e17, 1e18)
+PARAM_GRID = np.unique(np.round(10 ** np.arange(3.0, 11.0, 0.125)).astype(np.int64))
+
+
+def chinchilla_n_opt(budget, E, A, B, alpha, beta):
+    """Analytic minimiser of L(N, C/(6N)) over N: G * (C/6)**(beta/(alpha+beta))."""
+    return (alpha * A / (beta * B)) ** (1 / (alpha + beta)) * (budget / 6) ** (beta / (alpha + beta))
+
+
+def chinchilla_loss(params, samples, E, A, B, alpha, beta):
+    return E + A / params**alpha + B / samples**beta
+
+
+def synthetic_results(games=("Synth",), budgets=BUDGETS, *, sizes_per_budget=9, offset_dex=0.0,
+                      noise=0.0, seeds=2, return_scale=100.0, return_exponent=2.0, return_offset=0.0,
+                      expert_return=150.0, loss_fn=None, n_opt_fn=None, rng_seed=0) -> xr.Dataset:
+    """A results Dataset as `gather_results` writes it (dims game, flops, params, seed).
+
+    Each budget runs `sizes_per_budget` consecutive sizes of a shared grid, centred on the
+    analytic optimum shifted by `offset_dex` decades (so combinations not run stay NaN).
+    Loss is `loss_fn(params, samples)` (Chinchilla by default) times log-normal noise;
+    return = return_scale * (1/loss)**return_exponent + return_offset.
+    """
+    rng = np.random.default_rng(rng_seed)
+    loss_fn = loss_fn or (lambda n, d: chinchilla_loss(n, d, **CHINCHILLA))
+    n_opt_fn = n_opt_fn or (lambda c: chinchilla_n_opt(c, **CHINCHILLA))
+    shape = (len(games), len(budgets), len(PARAM_GRID), seeds)
+    loss, samples = np.full(shape, np.nan), np.full(shape, np.nan)
+    for j, budget in enumerate(budgets):
+        centre = int(np.argmin(np.abs(np.log10(PARAM_GRID) - np.log10(n_opt_fn(budget)) - offset_dex)))
+        run = slice(centre - sizes_per_budget // 2, centre - sizes_per_budget // 2 + sizes_per_budget)
+        params = PARAM_GRID[run].astype(float)
+        for i in range(len(games)):
+            for s in range(seeds):
+                samples[i, j, run, s] = budget / (6 * params)
+                loss[i, j, run, s] = loss_fn(params, budget / (6 * params)) * np.exp(
+                    noise * rng.standard_normal(len(params)))
+    returns = return_scale * (1 / loss) ** return_exponent + return_offset
+    return xr.Dataset(
+        {"loss": (("game", "flops", "params", "seed"), loss),
+         "return": (("game", "flops", "params", "seed"), returns),
+         "return_sem": (("game", "flops", "params", "seed"), 0.05 * np.abs(returns)),
+         "samples": (("game", "flops", "params", "seed"), samples),
+         "epochs": (("game", "flops", "params", "seed"), samples / 1e6),
+         "expert_return": (("game",), np.full(len(games), expert_return))},
+        coords={"game": list(games), "flops": np.asarray(budgets, float), "params": PARAM_GRID,
+                "seed": np.arange(seeds)},
+    )
+
+
+def pure_law_results(noise=0.0, seeds=2, rng_seed=0, **kwargs) -> xr.Dataset:
+    """Profiles exactly parabolic in log-log space around N_opt = 0.3 C**0.6, L_min = 20 C**-0.05."""
+    def n_opt(budget):
+        return 0.3 * budget**0.6
+
+    def loss(params, samples):
+        budget = 6 * params * samples
+        return 20 * budget**-0.05 * 10 ** (0.3 * (np.log10(params) - np.log10(n_opt(budget))) ** 2)
+
+    return synthetic_results(loss_fn=loss, n_opt_fn=n_opt, noise=noise, seeds=seeds, rng_seed=rng_seed, **kwargs)
+
+
+def law(fits, quantity, stat, game="Synth"):
+    return float(fits["law"].sel(game=game, quantity=quantity, stat=stat))
+
+
+# --- isoFLOP profiles and power laws --------------------------------------------------------
+
+def test_chinchilla_n_opt_exponent_matches_analytic():
+    fits = fit_results(synthetic_results())
+    expected = CHINCHILLA["beta"] / (CHINCHILLA["alpha"] + CHINCHILLA["beta"])
+    assert law(fits, "n_opt", "slope") == pytest.approx(expected, abs=0.005)
+    # D = C/(6N) at fixed compute, so the two exponents add up to one.
+    assert law(fits, "d_opt", "slope") == pytest.approx(1 - expected, abs=0.005)
+    assert (fits["status"].sel(metric="loss") == "vertex").all()
+    assert fits["used_in_fit"].all()
+    assert law(fits, "n_opt", "n_points") == len(BUDGETS)
+
+
+def test_pure_power_law_recovered_exactly():
+    fits = fit_results(pure_law_results())
+    assert law(fits, "n_opt", "slope") == pytest.approx(0.6, abs=1e-8)
+    assert law(fits, "n_opt", "intercept") == pytest.approx(np.log10(0.3), abs=1e-7)
+    assert law(fits, "l_min", "slope") == pytest.approx(-0.05, abs=1e-8)
+    assert law(fits, "d_opt", "slope") == pytest.approx(0.4, abs=1e-8)
+    budgets = fits["flops"].values
+    np.testing.assert_allclose(fits["n_opt"].sel(game="Synth"), 0.3 * budgets**0.6, rtol=1e-7)
+    # samples = C/(6N) is a straight line in log-log space, so the interpolation is exact too.
+    np.testing.assert_allclose(fits["d_opt"].sel(game="Synth"), budgets / (6 * 0.3 * budgets**0.6), rtol=1e-7)
+    fit = law_fit(fits, "Synth", "n_opt")
+    np.testing.assert_allclose(fit.predict([1e20]), 0.3 * 1e20**0.6, rtol=1e-6)
+
+
+def test_intervals_contain_the_true_values():
+    fits = fit_results(pure_law_results(noise=0.02, seeds=3))
+    assert law(fits, "n_opt", "slope_lo") < 0.6 < law(fits, "n_opt", "slope_hi")
+    assert law(fits, "l_min", "slope_lo") < -0.05 < law(fits, "l_min", "slope_hi")
+    true_n_opt = 0.3 * fits["flops"].values ** 0.6
+    inside = (fits["n_opt_lo"].sel(game="Synth") < true_n_opt) & (true_n_opt < fits["n_opt_hi"].sel(game="Synth"))
+    assert inside.mean() >= 0.8
+    assert (fits["d_opt_lo"] <= fits["d_opt"]).all() and (fits["d_opt"] <= fits["d_opt_hi"]).all()
+
+
+def test_line_and_vertex_intervals_have_nominal_coverage():
+    rng = np.random.default_rng(1)
+    x = np.geomspace(1e10, 1e14, 6)
+    line_hits = vertex_hits = 0
+    replicates = 400
+    log_n = np.linspace(5, 7, 7)
+    for _ in range(replicates):
+        y = 2.0 * x**0.5 * 10 ** (0.05 * rng.standard_normal(len(x)))
+        stats = fit_line(x, y).to_stats(0.95)
+        line_hits += stats["slope_lo"] < 0.5 < stats["slope_hi"]
+        profile = 0.2 * (log_n - 6.2) ** 2 + 0.01 * rng.standard_normal(len(log_n))
+        optimum = profile_optimum(log_n, profile, maximize=False, confidence=0.95)
+        vertex_hits += optimum.x_lo < 6.2 < optimum.x_hi
+    assert 0.92 <= line_hits / replicates <= 0.98
+    assert 0.88 <= vertex_hits / replicates <= 0.99
+
+
+def test_bands_prediction_wider_than_confidence_and_nan_without_dof():
+    x = np.geomspace(1e10, 1e14, 5)
+    fit = fit_line(x, 3 * x**0.4 * np.array([1.01, 0.98, 1.02, 0.99, 1.0]))
+    query = np.geomspace(1e9, 1e16, 9)
+    c_lo, c_hi = fit.confidence_band(query)
+    p_lo, p_hi = fit.prediction_band(query)
+    assert np.all(p_lo < c_lo) and np.all(c_lo < fit.predict(query)) and np.all(c_hi < p_hi)
+    two = fit_line(x[:2], 3 * x[:2] ** 0.4)
+    assert two.slope == pytest.approx(0.4) and np.isnan(two.to_stats(0.95)["slope_lo"])
+
+
+def test_two_budgets_fit_without_intervals():
+    fits = fit_results(pure_law_results(budgets=(1e15, 1e17)))
+    assert law(fits, "n_opt", "slope") == pytest.approx(0.6, abs=1e-8)
+    assert np.isnan(law(fits, "n_opt", "slope_lo"))
+
+
+def test_edge_budgets_are_flagged_kept_by_default_and_excludable():
+    centred = synthetic_results(noise=0.005)
+    shifted = synthetic_results(noise=0.005, offset_dex=0.8)  # the grid misses the optimum
+    results = xr.where(centred["flops"] >= 2e17, shifted, centred)
+    fits = fit_results(results)
+    edge = fits["edge"].sel(game="Synth", metric="loss").values
+    np.testing.assert_array_equal(edge, results["flops"].values >= 2e17)
+    assert all("outside the evaluated sizes" in s for s in fits["status"].sel(game="Synth", metric="loss").values[edge])
+    assert np.isnan(fits["n_opt_lo"].sel(game="Synth").values[edge]).all()
+    # The raw argmin of the seed-mean loss stands in for the vertex.
+    mean_loss = results["loss"].sel(game="Synth").mean("seed")
+    raw = mean_loss["params"].values[np.nanargmin(mean_loss.values, axis=1)]
+    np.testing.assert_allclose(fits["n_opt"].sel(game="Synth").values[edge], raw[edge])
+    assert fits["used_in_fit"].sel(metric="loss").all()
+    assert law(fits, "n_opt", "n_points") == len(BUDGETS)
+
+    excluded = fit_results(results, FitConfig(exclude_edge_budgets=True))
+    np.testing.assert_array_equal(excluded["used_in_fit"].sel(game="Synth", metric="loss").values, ~edge)
+    assert law(excluded, "n_opt", "n_points") == (~edge).sum()
+    expected = CHINCHILLA["beta"] / (CHINCHILLA["alpha"] + CHINCHILLA["beta"])
+    assert abs(law(excluded, "n_opt", "slope") - expected) < abs(law(fits, "n_opt", "slope") - expected)
+
+
+def test_non_convex_profile_is_an_edge():
+    optimum = profile_optimum(np.linspace(5, 7, 5), -0.1 * (np.linspace(5, 7, 5) - 6) ** 2, maximize=False,
+                              confidence=0.95)
+    assert optimum.edge and "not convex" in optimum.status and np.isnan(optimum.x_lo)
+
+
+def test_budgets_with_too_few_sizes_are_skipped_with_a_reason():
+    results = synthetic_results()
+    thin = results["loss"].sel(flops=1e15).notnull()
+    keep_two = thin & (thin.cumsum("params") <= 2)  # only two sizes left at 1e15
+    results["loss"] = results["loss"].where((results["flops"] != 1e15) | keep_two)
+    fits = fit_results(results)
+    status = str(fits["status"].sel(game="Synth", flops=1e15, metric="loss").item())
+    assert status.startswith("skipped: 2 sizes < min_sizes_per_budget=3")
+    assert bool(fits["skipped"].sel(game="Synth", flops=1e15, metric="loss"))
+    assert not bool(fits["used_in_fit"].sel(game="Synth", flops=1e15, metric="loss"))
+    assert law(fits, "n_opt", "n_points") == len(BUDGETS) - 1
+    with pytest.raises(ValueError, match=r"game 'Synth'.*n_opt.*at least 2.*got 0"):
+        fit_results(synthetic_results(sizes_per_budget=5), FitConfig(min_sizes_per_budget=6))
+
+
+def test_negative_returns_switch_r_max_form_and_are_excluded_from_return_vs_loss():
+    results = synthetic_results(return_offset=-4.5)
+    fits = fit_results(results)
+    assert str(fits["law_form"].sel(game="Synth", quantity="r_max").item()) == LINEAR_IN_LOG10_X
+    mean_returns = results["return"].mean("seed")
+    n_nonpositive = int((mean_returns <= 0).sum())
+    assert 0 < n_nonpositive < int(mean_returns.notnull().sum())
+    assert law(fits, "return_vs_loss", "n_excluded") == n_nonpositive
+    assert law(fits, "return_vs_loss", "n_points") == int((mean_returns > 0).sum())
+
+    all_negative = fit_results(synthetic_results(return_offset=-100))
+    assert str(all_negative["law_form"].sel(game="Synth", quantity="return_vs_loss").item()) == NOT_FITTED
+    assert law_fit(all_negative, "Synth", "return_vs_loss") is None
+    assert str(fits["law_form"].sel(game="Synth", quantity="n_opt").item()) == POWER_LAW
+
+
+# --- bad inputs -------------------------------------------------------------------------------
+
+def test_empty_dataset_is_rejected():
+    with pytest.raises(ValueError, match="empty"):
+        fit_results(synthetic_results().isel(game=slice(0, 0)))
+
+
+def test_single_budget_is_rejected_naming_the_game():
+    with pytest.raises(ValueError, match=r"game 'Synth'.*single compute budget"):
+        fit_results(synthetic_results(budgets=(1e16,)))
+
+
+def test_non_positive_loss_is_rejected_naming_the_game():
+    results = synthetic_results(games=("A", "B"))
+    results["loss"][1, 2, 40, 0] = 0.0
+    with pytest.raises(ValueError, match=r"game 'B'.*non-positive loss"):
+        fit_results(results)
+
+
+def test_all_nan_game_is_rejected_naming_the_game():
+    results = synthetic_results(games=("A", "B"))
+    results["loss"].loc[{"game": "B"}] = np.nan
+    with pytest.raises(ValueError, match=r"game 'B'.*NaN"):
+        fit_results(results)
+
+
+def test_missing_variable_is_rejected():
+    with pytest.raises(ValueError, match="samples"):
+        fit_results(synthetic_results().drop_vars("samples"))
+
+
+def test_fit_config_validates():
+    with pytest.raises(ValueError, match="min_sizes_per_budget"):
+        FitConfig(min_sizes_per_budget=2)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+def test_write_fits_round_trips_and_summarises(tmp_path):
+    results = synthetic_results(games=("Alpha", "Beta"), noise=0.01, return_offset=-4.5)
+    results.to_netcdf(tmp_path / "results.nc")
+    config = FitConfig(exclude_edge_budgets=True, min_sizes_per_budget=4)
+    fits = write_fits(tmp_path / "results.nc", tmp_path / "fits.nc", tmp_path / "summary.md", config)
+    stored = xr.load_dataset(tmp_path / "fits.nc")
+    assert FitConfig.from_attrs(stored.attrs) == config
+    xr.testing.assert_allclose(stored["law"], fits["law"])
+    assert stored["quad_coef"].dims == ("game", "flops", "metric", "power")
+    assert stored["edge"].dtype == bool
+    query = np.geomspace(1e14, 1e20, 5)
+    np.testing.assert_allclose(law_fit(stored, "Beta", "n_opt").confidence_band(query),
+                               law_fit(fits, "Beta", "n_opt").confidence_band(query))
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Alpha" in summary and "## Beta" in summary
+    assert f"{law(fits, 'n_opt', 'slope', 'Alpha'):.3f}" in summary
+    assert "points with return <= 0 excluded" in summary
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_write_fits_leaves_no_output_on_error(tmp_path):
+    synthetic_results(budgets=(1e16,)).to_netcdf(tmp_path / "results.nc")
+    with pytest.raises(ValueError, match="single compute budget"):
+        write_fits(tmp_path / "results.nc", tmp_path / "fits.nc", tmp_path / "summary.md")
+    assert not (tmp_path / "fits.nc").exists()
+
+
+def test_fit_quadratic_needs_three_points():
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_quadratic([1.0, 2.0], [1.0, 2.0])
