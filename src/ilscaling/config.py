@@ -48,8 +48,11 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
         lines = []
         for error in errors:
             key = _key_path(error.absolute_path)
-            if error.validator == "additionalProperties":
-                lines.append(f"config key {key}: {error.message} (unknown key)")
+            if error.validator == "additionalProperties" and "properties" in error.schema:
+                allowed = error.schema["properties"]
+                for extra in sorted(set(error.instance) - set(allowed)):
+                    name = f"{key}.{extra}" if error.absolute_path else extra
+                    lines.append(f"config key {name}: unknown key (allowed here: {', '.join(allowed)})")
             else:
                 lines.append(f"config key {key}: {error.message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))

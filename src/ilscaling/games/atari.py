@@ -13,7 +13,8 @@ Measured behaviour of AtariVectorEnv (ale-py 0.12.1) that shaped this module:
   * `terminated`/`truncated` then mark the end of the full game. With autoreset mode
     "SameStep" the observation returned with them is already the first observation of the
     next game (stack slots before the game's first frame are zeros), so no step is wasted.
-  * `max_num_frames_per_episode` counts emulator frames, including the reset no-ops.
+  * `max_num_frames_per_episode` counts emulator frames from the first agent step: a cap of
+    steps * frame_skip truncates after exactly `steps` agent steps (measured).
   * `info` holds `env_id`, `lives`, `frame_number`, `episode_frame_number`
     (and `final_obs` on steps that ended an episode or lost a life).
 """
@@ -108,9 +109,7 @@ def num_actions(game: str) -> int:
 
 
 def episode_frame_limit(max_episode_steps: int | None) -> int:
-    """Agent steps -> ALE's frame cap. ALE also counts the reset no-ops against the cap, so an
-    episode truncates after at most `max_episode_steps` agent steps (a few fewer when the
-    random no-op start was long)."""
+    """Agent steps -> ALE's frame cap; ALE then truncates after exactly that many agent steps."""
     steps = DEFAULT_MAX_EPISODE_STEPS if max_episode_steps is None else max_episode_steps
     if steps < 1:
         raise ValueError(f"max_episode_steps must be >= 1, got {steps}")
