@@ -33,9 +33,13 @@ wildcard_constraints:
     budget="[0-9.]+e[0-9]+",
 
 
+# The sweep grid of every game, computed once for the whole DAG.
+RUNS = {game: sweep_runs(config, game) for game in GAMES}
+
+
 def run_of(wildcards):
     """The sweep run (width, seed, budgets) a job belongs to."""
-    for run in sweep_runs(config, wildcards.game):
+    for run in RUNS[wildcards.game]:
         if run.width == int(wildcards.width) and run.seed == int(wildcards.seed):
             return run
     raise ValueError(f"w{wildcards.width}-s{wildcards.seed} is not in the sweep grid of {wildcards.game}")
@@ -44,7 +48,7 @@ def run_of(wildcards):
 def eval_files(game):
     return [
         f"{RES}/atari/{game}/eval/{run.name}-c{budget_label(budget)}.json"
-        for run in sweep_runs(config, game)
+        for run in RUNS[game]
         for budget in run.budgets
     ]
 

@@ -6,6 +6,8 @@ Width 1..266 spans about 1k..5M parameters. Parameter and FLOP counts live next 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import nn
 
@@ -47,6 +49,7 @@ class WidthCNN(nn.Module):
         return count_parameters(self)
 
 
+@lru_cache(maxsize=None)
 def model_size(width: int, num_actions: int) -> tuple[int, float]:
     """(parameters, training FLOPs per sample) of a width, without keeping the model."""
     model = WidthCNN(width, num_actions)
