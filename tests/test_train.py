@@ -26,7 +26,7 @@ def _args(**overrides):
 
 def test_checkpoints_at_budget_crossings(tmp_path, train_file, demos):
     args = _args()
-    records = train_bc(args, train_file, tmp_path / "run", tmp_path / "resume.pt", log=lambda *_: None)
+    records = train_bc(args, train_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
     assert [r["budget"] for r in records] == sorted(args.budgets)
     per_step = WidthCNN(2, 4).train_flops_per_sample() * 16
     for record in records:
@@ -37,12 +37,12 @@ def test_checkpoints_at_budget_crossings(tmp_path, train_file, demos):
         assert checkpoint["config"]["width"] == 2 and "versions" in checkpoint["provenance"]
         assert checkpoint["epochs"] == pytest.approx(checkpoint["samples"] / len(demos))
     assert len(list((tmp_path / "run").glob("c*.pt"))) == 3  # one per budget; the run stopped at the largest
-    assert not (tmp_path / "resume.pt").exists()
+    assert not (tmp_path / "work").exists()  # the finished run left no work folder
 
 
 def test_resumed_run_is_bitwise_identical(tmp_path, train_file):
     args = _args()
-    train_bc(args, train_file, tmp_path / "straight", tmp_path / "r1.pt", log=lambda *_: None)
+    train_bc(args, train_file, tmp_path / "straight", tmp_path / "w1", log=lambda *_: None)
 
     # Interrupt the second run with SIGTERM right after its first checkpoint, then resume it.
     def stop_after_first_checkpoint(message):
@@ -50,9 +50,10 @@ def test_resumed_run_is_bitwise_identical(tmp_path, train_file):
             signal.raise_signal(signal.SIGTERM)
 
     with pytest.raises(SystemExit):
-        train_bc(args, train_file, tmp_path / "resumed", tmp_path / "r2.pt", log=stop_after_first_checkpoint)
-    assert (tmp_path / "r2.pt").exists()
-    train_bc(args, train_file, tmp_path / "resumed", tmp_path / "r2.pt", log=lambda *_: None)
+        train_bc(args, train_file, tmp_path / "resumed", tmp_path / "w2", log=stop_after_first_checkpoint)
+    assert (tmp_path / "w2" / "resume.pt").exists()
+    assert not (tmp_path / "resumed").exists()  # nothing unfinished looks like a finished run
+    train_bc(args, train_file, tmp_path / "resumed", tmp_path / "w2", log=lambda *_: None)
     for budget in args.budgets:
         name = f"c{budget_label(budget)}.pt"
         a, b = load_torch(tmp_path / "straight" / name), load_torch(tmp_path / "resumed" / name)
@@ -63,11 +64,11 @@ def test_resumed_run_is_bitwise_identical(tmp_path, train_file):
 
 def test_bad_budgets_and_missing_data(tmp_path, train_file):
     with pytest.raises(ValueError, match="budgets"):
-        train_bc(_args(budgets=[]), train_file, tmp_path / "run", tmp_path / "r.pt")
+        train_bc(_args(budgets=[]), train_file, tmp_path / "run", tmp_path / "w")
     with pytest.raises(ValueError, match="budgets"):
-        train_bc(_args(budgets=[-1.0]), train_file, tmp_path / "run", tmp_path / "r.pt")
+        train_bc(_args(budgets=[-1.0]), train_file, tmp_path / "run", tmp_path / "w")
     with pytest.raises(DataFileError, match="missing.npz"):
-        train_bc(_args(), tmp_path / "missing.npz", tmp_path / "run", tmp_path / "r.pt")
+        train_bc(_args(), tmp_path / "missing.npz", tmp_path / "run", tmp_path / "w")
 
 
 def test_corrupt_checkpoint_is_named(tmp_path):

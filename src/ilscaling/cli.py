@@ -32,10 +32,11 @@ def dataclass_from_args(cls, args: argparse.Namespace):
 
 
 def cmd_train_expert(args):
-    from ilscaling.io import save_torch, write_json
+    from ilscaling.io import provenance, save_torch, write_json
     from ilscaling.ppo import PPOArgs, train_expert
 
     expert = train_expert(args.game, dataclass_from_args(PPOArgs, args))
+    expert["provenance"] = provenance()
     save_torch(expert, args.out)
     write_json({key: value for key, value in expert.items() if key != "state_dict"}, args.summary)
 
@@ -62,7 +63,7 @@ def cmd_record_demos(args):
 def cmd_train_bc(args):
     from ilscaling.train import BCArgs, train_bc
 
-    train_bc(dataclass_from_args(BCArgs, args), args.train, args.out_dir, args.resume)
+    train_bc(dataclass_from_args(BCArgs, args), args.train, args.out_dir, args.work_dir)
 
 
 def cmd_evaluate(args):
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(p, BCArgs)
     p.add_argument("--train", required=True, help="train.npz of the demonstrations")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--resume", required=True, help="resume file, kept outside the output folder")
+    p.add_argument("--work-dir", required=True, help="resume state and unfinished checkpoints, outside --out-dir")
     p.set_defaults(func=cmd_train_bc)
 
     p = commands.add_parser("evaluate", help="held-out loss and sampled-policy return of one checkpoint")

@@ -2,13 +2,18 @@
 
 The run trains with cross entropy and Adam and writes a checkpoint each time its cumulative
 training FLOPs (analytic, see flops.py) cross one of its budgets; it stops at the largest.
-A resume file is written periodically and on SIGTERM/SIGUSR1 (what Slurm sends before
-preemption), so a rerun continues where the killed one stopped, with the same data order.
+Until the run completes, its checkpoints and a resume state live in a work folder outside the
+output folder (Snakemake clears the outputs of a failed job); the resume state is written
+periodically, at each budget and on SIGTERM/SIGUSR1 (what Slurm sends before preemption), so a
+rerun continues where the killed one stopped, with the same data order. At the end the
+checkpoints move into the output folder, which therefore only ever holds a finished run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -58,13 +63,17 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def train_bc(args: BCArgs, train_path: str | Path, out_dir: str | Path, resume_path: str | Path,
+def train_bc(args: BCArgs, train_path: str | Path, out_dir: str | Path, work_dir: str | Path,
              log=print) -> list[dict]:
-    """Train one run; write `out_dir/c<budget>.pt` per budget and `out_dir/metrics.json`."""
+    """Train one run; write `out_dir/c<budget>.pt` per budget and `out_dir/metrics.json`.
+
+    `work_dir` keeps the resume state and the checkpoints while the run is unfinished.
+    """
     if not args.budgets or min(args.budgets) <= 0:
         raise ValueError(f"budgets must be a non-empty list of positive FLOPs, got {args.budgets}")
     budgets = sorted(float(b) for b in args.budgets)
-    out_dir, resume_path = Path(out_dir), Path(resume_path)
+    out_dir, work_dir = Path(out_dir), Path(work_dir)
+    resume_path = work_dir / "resume.pt"
     torch.set_num_threads(args.num_threads)
     data = Demonstrations.load(train_path)
     if len(data) == 0:
@@ -129,7 +138,7 @@ def train_bc(args: BCArgs, train_path: str | Path, out_dir: str | Path, resume_p
                     "train_loss": state["loss_sum"] / state["loss_steps"], "wall_s": state["wall_s"],
                 }
                 save_torch({"model": model.state_dict(), **meta, **record},
-                           out_dir / f"c{budget_label(budget)}.pt")
+                           work_dir / f"c{budget_label(budget)}.pt")
                 state["checkpoints"].append(record)
                 state["loss_sum"], state["loss_steps"] = 0.0, 0
                 log(f"checkpoint {budget_label(budget)}: step {state['step']}, {state['samples']} samples, "
@@ -152,6 +161,10 @@ def train_bc(args: BCArgs, train_path: str | Path, out_dir: str | Path, resume_p
     summary = {**meta, "checkpoints": state["checkpoints"],
                "samples_per_s": state["samples"] / max(state["wall_s"], 1e-9),
                "achieved_flops_per_s": state["flops"] / max(state["wall_s"], 1e-9)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for budget in budgets:
+        name = f"c{budget_label(budget)}.pt"
+        os.replace(work_dir / name, out_dir / name)
     write_json(summary, out_dir / "metrics.json")
-    resume_path.unlink(missing_ok=True)
+    shutil.rmtree(work_dir)
     return state["checkpoints"]

@@ -1,5 +1,6 @@
 # One BC run per (game, width, seed), checkpointed at each of its FLOP budgets.
-# The resume file lives outside the run's output folder: Snakemake clears outputs before a rerun.
+# An unfinished run lives in its work folder (resume state and checkpoints), outside the output
+# folder that Snakemake clears when a job fails; a rerun resumes from it.
 
 
 rule train_bc:
@@ -15,7 +16,7 @@ rule train_bc:
         budgets=lambda wc: " ".join(budget_label(b) for b in run_of(wc).budgets),
         num_actions=lambda wc: num_actions(wc.game),
         bc=ATARI["bc"],
-        resume=RES + "/atari/{game}/resume/w{width}-s{seed}.pt",
+        work_dir=RES + "/atari/{game}/unfinished/w{width}-s{seed}",
     threads: ATARI["bc"]["threads"]
     resources:
         mem_mb=lambda wc: 1000 + ATARI["demonstrations"]["frames"] * 84 * 84 * 2 // 2**20,
@@ -26,4 +27,4 @@ rule train_bc:
         "--budgets {params.budgets} --num-actions {params.num_actions} --lr {params.bc[lr]} "
         "--batch-size {params.bc[batch_size]} --num-threads {threads} "
         "--resume-every-s {params.bc[resume_every_s]} "
-        "--train {input.train} --out-dir {output.run} --resume {params.resume} > {log} 2>&1"
+        "--train {input.train} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
