@@ -54,8 +54,10 @@ def cmd_record_demos(args):
     game = expert["config"]["game"]
     episodes = record_demonstrations(game, load_expert_policy(expert), args.frames, seed=args.seed,
                                      num_envs=args.num_envs, max_episode_steps=args.max_episode_steps,
-                                     num_threads=args.threads)
-    card = write_demonstrations(episodes, args.out_dir, args.heldout_fraction, args.seed, game)
+                                     num_threads=args.threads, greedy=args.greedy)
+    card = write_demonstrations(episodes, args.out_dir, args.heldout_fraction, args.seed, game,
+                                greedy=args.greedy, expert_greedy_eval_return=expert["eval_mean_return"],
+                                episodes_truncated=int(episodes.truncated.sum()))
     print(f"{game}: {card['episodes']} episodes, {card['frames']} frames, {card['bytes'] / 1e6:.1f} MB, "
           f"expert mean return {card['expert_mean_return']:.1f}")
 
@@ -130,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--max-episode-steps", type=int, default=27000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=True,
+                   help="argmax actions (the paper); --no-greedy samples from the expert")
     p.set_defaults(func=cmd_record_demos)
 
     p = commands.add_parser("train-bc", help="one BC run, checkpointed at its FLOP budgets")

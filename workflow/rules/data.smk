@@ -39,6 +39,7 @@ rule record_demonstrations:
         RES + "/benchmarks/{game}/record_demonstrations.tsv"
     params:
         demos=ATARI["demonstrations"],
+        greedy="--greedy" if ATARI["demonstrations"]["greedy"] else "--no-greedy",
         seed=config["seed"],
     threads: 2
     resources:
@@ -49,4 +50,4 @@ rule record_demonstrations:
         "{ILSCALING} record-demos --expert {input.expert} --out-dir $(dirname {output.card}) "
         "--frames {params.demos[frames]} --heldout-fraction {params.demos[heldout_fraction]} "
         "--num-envs {params.demos[num_envs]} --max-episode-steps {params.demos[max_episode_steps]} "
-        "--seed {params.seed} --threads {threads} > {log} 2>&1"
+        "--seed {params.seed} --threads {threads} {params.greedy} > {log} 2>&1"

@@ -101,11 +101,14 @@ def split_episodes(num_episodes: int, heldout_fraction: float, seed: int) -> tup
 
 
 def write_demonstrations(episodes, out_dir: str | os.PathLike, heldout_fraction: float, seed: int,
-                         game: str) -> dict:
-    """Split recorded episodes, write train.npz, heldout.npz and card.json; return the card."""
+                         game: str, **card_fields) -> dict:
+    """Split recorded episodes, write train.npz, heldout.npz and card.json; return the card.
+
+    `card_fields` (how the episodes were recorded) go into the card as they are.
+    """
     out_dir = Path(out_dir)
     train_ids, heldout_ids = split_episodes(len(episodes.frames), heldout_fraction, seed)
-    card = {"game": game, "split_seed": seed, "heldout_fraction": heldout_fraction}
+    card = {"game": game, "split_seed": seed, "heldout_fraction": heldout_fraction, **card_fields}
     for name, ids in (("train", train_ids), ("heldout", heldout_ids)):
         split = Demonstrations.from_episodes(
             [episodes.frames[i] for i in ids], [episodes.actions[i] for i in ids],

@@ -315,8 +315,12 @@ def record_demonstrations(
     num_envs: int,
     max_episode_steps: int | None,
     num_threads: int = 0,
+    greedy: bool = True,
 ) -> Episodes:
-    """Greedy (argmax) play until complete episodes hold at least `num_frames` frames.
+    """Expert play until complete episodes hold at least `num_frames` frames.
+
+    greedy=True takes the argmax action (the paper); greedy=False samples from the policy
+    (seeded by `seed`), for experts too weak to play well deterministically.
 
     Envs auto-reset and keep playing, so every env contributes many episodes in the order they
     finish. Games still in progress when the target is reached are discarded, so every
@@ -333,9 +337,10 @@ def record_demonstrations(
     recorder = _EpisodeRecorder(num_envs)
     returns, truncated, frames, actions_kept, rewards_kept = [], [], [], [], []
     collected = 0
+    generator = torch.Generator().manual_seed(seed)
     try:
         while collected < num_frames:
-            actions = _choose_actions(policy, observations, greedy=True, generator=None)
+            actions = _choose_actions(policy, observations, greedy=greedy, generator=generator)
             next_observations, rewards, terminated, truncations, _ = env.step(actions)
             recorder.add(all_envs, observations, actions, rewards)
             running_returns += rewards
