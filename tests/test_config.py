@@ -66,7 +66,8 @@ def test_bad_config_names_the_key(mutate, key):
 
 def test_defaults_are_filled_in():
     config = validate_config(_broken(lambda c: c.pop("fit")))
-    assert config["fit"] == {"exclude_edge_budgets": False, "min_sizes_per_budget": 3}
+    assert config["fit"]["exclude_edge_budgets"] is False and config["fit"]["min_sizes_per_budget"] == 3
+    assert config["fit"]["bootstrap"] == 1000 and config["fit"]["negative_returns"] == "exclude"
 
 
 def test_proposed_grid_centres_on_the_expected_optimum():

@@ -49,7 +49,7 @@ def test_plot_all_writes_every_figure_of_every_game(study):
 
 def test_figure_stems_are_the_workflow_names():
     assert FIGURE_STEMS == ("isoflop_loss", "isoflop_return", "optimal_params", "optimal_samples",
-                            "loss_frontier", "return_frontier", "return_vs_loss")
+                            "loss_frontier", "return_frontier", "return_vs_loss", "allocation")
 
 
 def test_plot_game_rejects_an_unknown_game(study, tmp_path):

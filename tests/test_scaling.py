@@ -6,7 +6,7 @@ import xarray as xr
 
 from ilscaling.scaling import (
     LINEAR_IN_LOG10_X, NOT_FITTED, POWER_LAW, FitConfig, fit_line, fit_quadratic, fit_results, law_fit,
-    profile_optimum, write_fits,
+    profile_optimum, summary_markdown, write_fits,
 )
 
 # Chinchilla's fitted constants (Hoffmann et al. 2022): L(N, D) = E + A/N**alpha + B/D**beta.
@@ -230,8 +230,19 @@ def test_non_positive_loss_is_rejected_naming_the_game():
 def test_all_nan_game_is_rejected_naming_the_game():
     results = synthetic_results(games=("A", "B"))
     results["loss"].loc[{"game": "B"}] = np.nan
+    results["return"].loc[{"game": "B"}] = np.nan
     with pytest.raises(ValueError, match=r"game 'B'.*NaN"):
         fit_results(results)
+
+
+def test_return_only_game_fits_its_return_laws_and_says_why_not_the_rest():
+    results = synthetic_results(games=("A", "B"))
+    results["loss"].loc[{"game": "B"}] = np.nan
+    fits = fit_results(results, FitConfig(bootstrap=0))
+    where = {"game": "B", "method": "raw", "fit_set": "all"}
+    assert "no loss values" in str(fits["law_notes"].sel({**where, "quantity": "n_opt"}).item())
+    assert np.isfinite(float(fits["laws"].sel({**where, "quantity": "r_max", "stat": "slope"})))
+    assert "no loss values" in str(fits["parametric_note"].sel(game="B").item())
 
 
 def test_missing_variable_is_rejected():
@@ -276,3 +287,113 @@ def test_write_fits_leaves_no_output_on_error(tmp_path):
 def test_fit_quadratic_needs_three_points():
     with pytest.raises(ValueError, match="at least 3"):
         fit_quadratic([1.0, 2.0], [1.0, 2.0])
+
+
+# --- raw optima, cross-validation, holdout, forecast ---------------------------------------------
+
+def law_of(fits, method, quantity, stat, fit_set="all", game="Synth"):
+    return float(fits["laws"].sel({"game": game, "method": method, "fit_set": fit_set, "quantity": quantity,
+                                   "stat": stat}))
+
+
+def test_raw_optimum_is_the_best_evaluated_size_and_its_own_samples():
+    results = synthetic_results(noise=0.01)
+    fits = fit_results(results, FitConfig(bootstrap=0))
+    mean = results.mean("seed").sel(game="Synth")
+    best = np.nanargmin(mean["loss"].values, axis=1)
+    rows = np.arange(len(BUDGETS))
+    np.testing.assert_allclose(fits["raw_n_opt"].sel(game="Synth"), mean["params"].values[best])
+    np.testing.assert_allclose(fits["raw_l_min"].sel(game="Synth"), mean["loss"].values[rows, best])
+    np.testing.assert_allclose(fits["raw_d_opt"].sel(game="Synth"), mean["samples"].values[rows, best])
+    expected = np.polyfit(np.log10(BUDGETS), np.log10(mean["params"].values[best]), 1)[0]
+    assert law_of(fits, "raw", "n_opt", "slope") == pytest.approx(expected, abs=1e-10)
+
+
+def test_cross_validation_and_holdout_of_an_exact_law_are_perfect():
+    fits = fit_results(pure_law_results(), FitConfig(bootstrap=0, holdout_budgets=2))
+    assert law_of(fits, "vertex", "n_opt", "cv_folds") == len(BUDGETS) - 3
+    assert law_of(fits, "vertex", "n_opt", "cv_rmse") < 1e-8
+    assert law_of(fits, "vertex", "n_opt", "holdout_n") == 2
+    assert law_of(fits, "vertex", "n_opt", "holdout_rmse") < 1e-8
+    assert law_of(fits, "vertex", "n_opt", "slope", fit_set="holdout") == pytest.approx(0.6, abs=1e-8)
+    held = fits["held_out"].sel({"game": "Synth", "method": "vertex", "metric": "loss"}).values
+    np.testing.assert_array_equal(held, np.isin(BUDGETS, BUDGETS[-2:]))
+    forecast = fits["forecast"].sel({"game": "Synth", "method": "vertex", "target": "n_opt"})
+    assert float(fits["forecast_budget"].sel(game="Synth")) == 10 * max(BUDGETS)
+    assert float(forecast.sel(bound="value")) == pytest.approx(0.3 * (10 * max(BUDGETS)) ** 0.6, rel=1e-6)
+
+
+def test_noisy_cross_validation_coverage_is_reported():
+    fits = fit_results(pure_law_results(noise=0.02, rng_seed=3), FitConfig(bootstrap=0))
+    coverage = law_of(fits, "vertex", "l_min", "cv_coverage")
+    assert 0.0 <= coverage <= 1.0 and law_of(fits, "vertex", "l_min", "cv_rmse") > 0
+
+
+def test_vertex_window_keeps_only_nearby_sizes():
+    results = synthetic_results(sizes_per_budget=15, noise=0.002)
+    fits = fit_results(results, FitConfig(bootstrap=0, vertex_window_dex=0.3))
+    status = fits["status"].sel(game="Synth", metric="loss").values
+    assert all("window ±0.3 dex" in s for s in status)
+    span = fits["quad_log10n_max"] - fits["quad_log10n_min"]
+    assert float(span.sel(metric="loss").max()) <= 0.6 + 1e-9
+
+
+def test_shifted_negative_returns_are_kept_and_recorded():
+    results = synthetic_results(return_offset=-4.5)
+    fits = fit_results(results, FitConfig(bootstrap=0, negative_returns="shift"))
+    shift = float(fits["return_shift"].sel(game="Synth"))
+    assert shift == pytest.approx(1 - float(results["return"].mean("seed").min()))
+    assert law_of(fits, "vertex", "return_vs_loss", "n_excluded") == 0
+    assert str(fits["law_forms"].sel({"game": "Synth", "method": "vertex", "fit_set": "all",
+                                      "quantity": "r_max"}).item()) == POWER_LAW
+    assert "shifted" in summary_markdown(fits)
+
+
+def test_saturating_return_vs_loss_recovers_its_parameters():
+    from ilscaling.scaling import fit_saturating, fit_line
+
+    rng = np.random.default_rng(0)
+    x = np.geomspace(1.0, 20.0, 60)
+    r = 1.0 / (0.5 * x**-1.5 + 0.01) * np.exp(0.01 * rng.standard_normal(len(x)))
+    fit = fit_saturating(x, r, n_excluded=0, shift=0.0, start=fit_line(x, r))
+    table = fit.intervals(0.95)
+    for k, truth in enumerate((0.5, -1.5, 0.01)):
+        assert table[k, 1] <= truth <= table[k, 2]
+
+
+# --- parametric fit -------------------------------------------------------------------------------
+
+def test_parametric_fit_recovers_chinchilla_exponents_with_bootstrap_intervals():
+    from ilscaling.parametric import fit_parametric
+
+    results = synthetic_results(noise=0.003, seeds=1).sel(game="Synth", seed=0)
+    table = results[["loss", "samples"]].to_dataframe().dropna()
+    fit = fit_parametric(table.index.get_level_values("params"), table["samples"], table["loss"], n_bootstrap=200)
+    params, intervals = fit.parameters, fit.parameter_intervals(0.95)
+    assert params["alpha"] == pytest.approx(CHINCHILLA["alpha"], abs=0.03)
+    assert params["beta"] == pytest.approx(CHINCHILLA["beta"], abs=0.03)
+    assert intervals[3, 0] < params["alpha"] < intervals[3, 1]
+
+
+def test_batched_irls_reaches_the_lbfgs_optimum():
+    from ilscaling.parametric import _batch_objective, _polish, fit_parametric, irls_batch
+
+    results = synthetic_results(noise=0.01, seeds=1).sel(game="Synth", seed=0)
+    table = results[["loss", "samples"]].to_dataframe().dropna()
+    n, d, loss = np.log(table.index.get_level_values("params").values.astype(float)), np.log(table["samples"].values), \
+        np.log(table["loss"].values)
+    fit = fit_parametric(np.exp(n), np.exp(d), np.exp(loss), n_bootstrap=0)
+    weights = np.random.default_rng(1).multinomial(len(n), np.ones(len(n)) / len(n)).astype(float)
+    _, lbfgs = _polish(fit.theta, n, d, loss, weights, 1e-3)
+    irls = irls_batch(fit.theta[None], n, d, loss, weights[None])
+    assert float(_batch_objective(irls, n, d, loss, weights[None], 1e-3)[0]) <= lbfgs * (1 + 1e-6)
+
+
+def test_parametric_allocation_uses_the_flops_per_sample_of_the_runs():
+    # Runs cost 6N FLOPs per sample, so N*(C) has the analytic Chinchilla exponent beta / (alpha + beta).
+    fits = fit_results(synthetic_results(noise=0.002), FitConfig(bootstrap=50))
+    expected = CHINCHILLA["beta"] / (CHINCHILLA["alpha"] + CHINCHILLA["beta"])
+    assert law_of(fits, "parametric", "n_opt", "slope") == pytest.approx(expected, abs=0.03)
+    assert law_of(fits, "parametric", "n_opt", "slope_lo") < law_of(fits, "parametric", "n_opt", "slope_hi")
+    forecast = fits["forecast"].sel({"game": "Synth", "method": "parametric", "target": "l_min"}).values
+    assert forecast[1] < forecast[0] < forecast[2]

@@ -84,8 +84,22 @@ def cmd_gather(args):
 def cmd_fit(args):
     from ilscaling.scaling import FitConfig, write_fits
 
-    config = FitConfig(exclude_edge_budgets=args.exclude_edge_budgets, min_sizes_per_budget=args.min_sizes_per_budget)
-    write_fits(args.results, args.out_nc, args.summary, config)
+    write_fits(args.results, args.out_nc, args.summary, dataclass_from_args(FitConfig, args))
+
+
+def cmd_ingest_published(args):
+    from ilscaling.published import read_published, write_results
+
+    dataset = read_published(args.path)
+    write_results(dataset, args.out_nc, args.out_csv)
+    print(f"{args.path}: {dataset.sizes['game']} games ({', '.join(map(str, dataset['game'].values))}), "
+          f"{int(dataset['loss'].count())} loss and {int(dataset['return'].count())} return values")
+
+
+def cmd_plot_all(args):
+    from ilscaling.plots import plot_all
+
+    plot_all(args.results, args.fits, args.out_dir)
 
 
 def cmd_plot(args):
@@ -111,6 +125,7 @@ def cmd_propose_grid(args):
 
 def build_parser() -> argparse.ArgumentParser:
     from ilscaling.ppo import PPOArgs
+    from ilscaling.scaling import FitConfig
     from ilscaling.train import BCArgs
 
     parser = argparse.ArgumentParser(prog="ilscaling", description=__doc__)
@@ -164,9 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True)
     p.add_argument("--out-nc", required=True)
     p.add_argument("--summary", required=True)
-    p.add_argument("--exclude-edge-budgets", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument("--min-sizes-per-budget", type=int, default=3)
+    add_dataclass_arguments(p, FitConfig)
     p.set_defaults(func=cmd_fit)
+
+    p = commands.add_parser("ingest-published", help="published results (authors' layout or tidy CSV) into results.nc")
+    p.add_argument("--path", required=True, help="experiment_data, its atari/ or nethack/ folder, or a .csv table")
+    p.add_argument("--out-nc", required=True)
+    p.add_argument("--out-csv", default=None)
+    p.set_defaults(func=cmd_ingest_published)
+
+    p = commands.add_parser("plot-all", help="figures of every game of a fits file, in <out-dir>/<game>/")
+    p.add_argument("--results", required=True)
+    p.add_argument("--fits", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_plot_all)
 
     p = commands.add_parser("plot", help="figures of one game from the results and fits files")
     p.add_argument("--results", required=True)

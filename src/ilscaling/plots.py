@@ -25,10 +25,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from ilscaling.scaling import LINEAR_IN_LOG10_X, FitConfig, budget_text, law_fit, seed_means
+from ilscaling.scaling import (LINEAR_IN_LOG10_X, FitConfig, budget_text, law_fit, saturating_fit, seed_means)
 
 FIGURE_STEMS = ("isoflop_loss", "isoflop_return", "optimal_params", "optimal_samples", "loss_frontier",
-                "return_frontier", "return_vs_loss")
+                "return_frontier", "return_vs_loss", "allocation")
+RAW_COLOUR = "#b35806"
+PARAMETRIC_COLOUR = "#1b7837"
+HOLDOUT_COLOUR = "#6a3d9a"
 FORMATS = ("png", "pdf")
 BUDGET_PALETTE = "flare"  # sequential: darker = more compute
 LINE_COLOUR = "#1f4e79"
@@ -99,6 +102,20 @@ class BudgetColours:
         bar.set_ticks(shown, labels=[budget_text(b) for b in shown])
 
 
+def _empty_figure(out_dir: Path, stem: str, message: str) -> list[Path]:
+    """A figure that says why it has nothing to show (the file set stays complete)."""
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    ax.text(0.5, 0.5, textwrap.fill(message, 40), ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    return _save(fig, out_dir, stem)
+
+
+def _sel(data, **where):
+    """.sel with a dict (the dimension `method` collides with .sel's own keyword)."""
+    return data.sel(where)
+
+
 def _plain_log_ticks(axis) -> None:
     """Plain-number ticks (3, 4, 5 rather than 3x10^0) on a log axis spanning few decades.
 
@@ -127,6 +144,8 @@ def _plot_isoflop(results: xr.Dataset, fits: xr.Dataset, game: str, metric: str,
     means = seed_means(results.sel(game=game))
     response = means[metric]
     budgets = [c for c in means["flops"].values if np.isfinite(response.sel(flops=c).values).any()]
+    if not budgets:
+        return _empty_figure(out_dir, f"isoflop_{metric}", f"{game}: no {metric} values in the results")
     colours = BudgetColours(budgets)
     loss_metric = metric == "loss"
     optimum_x = "n_opt" if loss_metric else "n_opt_return"
@@ -199,9 +218,56 @@ def _law_label(fits: xr.Dataset, game: str, quantity: str, symbol: str, x_symbol
     return formula + (f" ({level} CI)" if spread else " (no interval: 2 points)")
 
 
+def _draw_method_extras(ax, fits, game, quantity, metric, x_grid, shift) -> None:
+    """Raw optima and their law, the parametric allocation, the holdout refit and the forecast at C*."""
+    game_fits = fits.sel(game=game)
+    budgets = game_fits["flops"].values.astype(float)
+    raw = game_fits[f"raw_{quantity}"].values
+    finite = np.isfinite(raw)
+    if finite.any():
+        ax.scatter(budgets[finite], raw[finite], marker="x", s=30, color=RAW_COLOUR, zorder=5,
+                   label="raw best size per budget")
+    raw_fit = law_fit(fits, game, quantity, method="raw")
+    if raw_fit is not None:
+        ax.plot(x_grid, raw_fit.predict(x_grid) - shift, ls=":", lw=1.5, color=RAW_COLOUR, zorder=2,
+                label=f"raw-optimum law, exponent {raw_fit.slope:.3f}")
+    if quantity in ("n_opt", "d_opt", "l_min") and np.isfinite(game_fits["parametric_opt"].sel(ptarget=quantity,
+                                                                                                 bound="value")).any():
+        opt = game_fits["parametric_opt"].sel(ptarget=quantity)
+        keep = np.isfinite(opt.sel(bound="value").values)
+        ax.plot(budgets[keep], opt.sel(bound="value").values[keep], color=PARAMETRIC_COLOUR, lw=1.3, zorder=2,
+                label="parametric L(N, D) optimum")
+        if np.isfinite(opt.sel(bound="lo").values[keep]).all():
+            ax.fill_between(budgets[keep], opt.sel(bound="lo").values[keep], opt.sel(bound="hi").values[keep],
+                            color=PARAMETRIC_COLOUR, alpha=0.15, lw=0, zorder=1)
+    held = _sel(game_fits["held_out"], method="vertex", metric=metric).values.astype(bool)
+    holdout = law_fit(fits, game, quantity, method="vertex", fit_set="holdout")
+    values = game_fits[quantity].values
+    if held.any() and holdout is not None:
+        confidence = FitConfig.from_attrs(fits.attrs).confidence
+        lo, hi = holdout.prediction_band(budgets[held], confidence)
+        centre = holdout.predict(budgets[held]) - shift
+        ax.plot(x_grid, holdout.predict(x_grid) - shift, ls="--", lw=1.1, color=HOLDOUT_COLOUR, zorder=2,
+                label="refit without held-out budget(s)")
+        ax.errorbar(budgets[held], centre, yerr=[centre - (lo - shift), (hi - shift) - centre], fmt="none",
+                    ecolor=HOLDOUT_COLOUR, capsize=3, lw=1, zorder=3)
+        ax.scatter(budgets[held], values[held], marker="s", s=70, facecolors="none", edgecolors=HOLDOUT_COLOUR,
+                   zorder=6, label=f"held out (in {100 * confidence:g}% PI: "
+                                   f"{int(np.sum((lo - shift <= values[held]) & (values[held] <= hi - shift)))}/{held.sum()})")
+    target = {"n_opt": "n_opt", "d_opt": "d_opt", "l_min": "l_min", "r_max": "r_max"}[quantity]
+    forecast = _sel(game_fits["forecast"], method="vertex", target=target)
+    value, lo, hi = (float(forecast.sel(bound=b)) for b in ("value", "lo", "hi"))
+    budget = float(game_fits["forecast_budget"])
+    if np.isfinite(value):
+        ax.errorbar([budget], [value], yerr=[[value - lo], [hi - value]] if np.isfinite(lo) else None,
+                    fmt="D", ms=7, color="black", mfc="white", capsize=3, zorder=6,
+                    label=f"forecast at C*={budget_text(budget)} (PI)")
+
+
 def _draw_law(ax, fits: xr.Dataset, game: str, quantity: str, x_grid: np.ndarray, label: str,
-              x_transform=lambda x: x) -> None:
-    """Fitted line and confidence band at x_grid (x_transform maps plot x to the law's x)."""
+              x_transform=lambda x: x, shift: float = 0.0) -> None:
+    """Fitted line and confidence band at x_grid (x_transform maps plot x to the law's x; shift is
+    what was added to y before fitting)."""
     fit = law_fit(fits, game, quantity)
     if fit is None:
         note = str(fits["law_note"].sel(game=game, quantity=quantity).item())
@@ -209,10 +275,10 @@ def _draw_law(ax, fits: xr.Dataset, game: str, quantity: str, x_grid: np.ndarray
         return
     law_x = x_transform(x_grid)
     confidence = FitConfig.from_attrs(fits.attrs).confidence
-    ax.plot(x_grid, fit.predict(law_x), color=LINE_COLOUR, lw=1.5, label=label, zorder=2)
+    ax.plot(x_grid, fit.predict(law_x) - shift, color=LINE_COLOUR, lw=1.5, label=label, zorder=2)
     lo, hi = fit.confidence_band(law_x, confidence)
     if np.isfinite(lo).all():
-        ax.fill_between(x_grid, lo, hi, color=LINE_COLOUR, alpha=0.18, lw=0,
+        ax.fill_between(x_grid, lo - shift, hi - shift, color=LINE_COLOUR, alpha=0.18, lw=0,
                         label=f"{100 * confidence:g}% confidence band", zorder=1)
 
 
@@ -240,12 +306,18 @@ def _plot_compute_law(fits: xr.Dataset, game: str, quantity: str, metric: str, s
     else:
         x_grid = np.geomspace(budgets.min(), budgets.max(), 200)
     symbol = LAW_SYMBOLS[quantity]
-    _draw_law(ax, fits, game, quantity, x_grid, _law_label(fits, game, quantity, symbol))
+    forecast_budget = float(fits["forecast_budget"].sel(game=game)) if "forecast_budget" in fits else np.nan
+    if np.isfinite(forecast_budget) and shown.any():
+        x_grid = np.geomspace(x_grid.min(), max(x_grid.max(), forecast_budget * 1.5), 200)
+    shift = float(fits["return_shift"].sel(game=game)) if quantity == "r_max" and "return_shift" in fits else 0.0
+    _draw_law(ax, fits, game, quantity, x_grid, _law_label(fits, game, quantity, symbol), shift=shift)
+    if "laws" in fits:
+        _draw_method_extras(ax, fits, game, quantity, metric, x_grid, shift)
     if expert_return is not None and np.isfinite(expert_return):
         ax.axhline(expert_return, ls="--", color="black", lw=1.2, label="expert")
     ax.set_xscale("log")
     log_y = str(fits["law_form"].sel(game=game, quantity=quantity).item()) != LINEAR_IN_LOG10_X
-    if log_y and np.all(values[shown] > 0):
+    if log_y and shown.any() and np.all(values[shown] > 0) and not shift:
         ax.set_yscale("log")
         if quantity == "l_min":
             _plain_log_ticks(ax.yaxis)
@@ -282,13 +354,25 @@ def _plot_return_vs_loss(results: xr.Dataset, fits: xr.Dataset, game: str, out_d
                    edgecolors=[colours(c) for c in table["flops"][~positive]], linewidths=1.2)
         ax.scatter([], [], facecolors="none", edgecolors="grey",
                    label=f"return ≤ 0 (excluded from fit, n={int((~positive).sum())})")
-    if len(table):
-        x_grid = np.geomspace(table["loss"].min() / 1.05, table["loss"].max() * 1.05, 200)
-        _draw_law(ax, fits, game, "return_vs_loss", x_grid, _law_label(fits, game, "return_vs_loss", "R", "(1/L)"),
-                  x_transform=lambda loss: 1.0 / loss)
+    if not len(table):
+        return _empty_figure(out_dir, "return_vs_loss", f"{game}: no run has both a loss and a return")
+    shift = float(fits["return_shift"].sel(game=game)) if "return_shift" in fits else 0.0
+    x_grid = np.geomspace(table["loss"].min() / 1.05, table["loss"].max() * 1.05, 200)
+    _draw_law(ax, fits, game, "return_vs_loss", x_grid, _law_label(fits, game, "return_vs_loss", "R", "(1/L)"),
+              x_transform=lambda loss: 1.0 / loss, shift=shift)
+    saturating = saturating_fit(fits, game) if "saturating" in fits else None
+    if saturating is not None:
+        a, d, b = saturating.coef
+        ax.plot(x_grid, saturating.predict(1.0 / x_grid), color=PARAMETRIC_COLOUR, lw=1.4, ls="-.", zorder=2,
+                label=rf"$R = 1/({_latex_number(a)}\,(1/L)^{{{d:.2f}}} + {_latex_number(b)})$")
+        lo, hi = saturating.band(1.0 / x_grid, FitConfig.from_attrs(fits.attrs).confidence, include_noise=False)
+        if np.isfinite(lo).all():
+            ax.fill_between(x_grid, lo, hi, color=PARAMETRIC_COLOUR, alpha=0.12, lw=0, zorder=1)
+    if shift:
+        ax.plot([], [], ls="", label=f"fits use R + {shift:g} (negative_returns = shift)")
     ax.set_xscale("log")
     _plain_log_ticks(ax.xaxis)
-    if positive.all() and len(table):
+    if positive.all():
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
     ax.set_xlabel("held-out loss L (cross entropy)")
@@ -297,6 +381,50 @@ def _plot_return_vs_loss(results: xr.Dataset, fits: xr.Dataset, game: str, out_d
     colours.colorbar(fig, ax)
     fig.legend(loc="outside lower center", frameon=False, fontsize="small")
     return _save(fig, out_dir, "return_vs_loss")
+
+
+# ---------------------------------------------------------------------------------------------
+# Allocation: isoFLOP methods beside the parametric fit
+# ---------------------------------------------------------------------------------------------
+
+def _plot_allocation(fits: xr.Dataset, game: str, out_dir: Path) -> list[Path]:
+    """N_opt(C) and D_opt(C) by the raw optimum, the parabola vertex and the L(N, D) fit, with exponents."""
+    game_fits = fits.sel(game=game)
+    budgets = game_fits["flops"].values.astype(float)
+    if not np.isfinite(game_fits["raw_n_opt"].values).any():
+        return _empty_figure(out_dir, "allocation", f"{game}: no loss values, so no compute-optimal allocation")
+    fig = _new_figure(9.0, 4.2)
+    axes = fig.subplots(1, 2)
+    for ax, quantity, ylabel in zip(axes, ("n_opt", "d_opt"), ("parameters $N_{opt}$", "samples $D_{opt}$")):
+        for method, colour, marker, values in (
+                ("raw", RAW_COLOUR, "x", game_fits[f"raw_{quantity}"].values),
+                ("vertex", LINE_COLOUR, "o", game_fits[quantity].values),
+                ("parametric", PARAMETRIC_COLOUR, None,
+                 game_fits["parametric_opt"].sel(ptarget=quantity, bound="value").values)):
+            row = _sel(game_fits["laws"], method=method, fit_set="all", quantity=quantity)
+            slope, lo, hi = (float(row.sel(stat=k)) for k in ("slope", "slope_lo", "slope_hi"))
+            label = f"{method}: exponent {slope:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "") \
+                if np.isfinite(slope) else f"{method}: not fitted"
+            keep = np.isfinite(values)
+            if marker:
+                ax.scatter(budgets[keep], values[keep], marker=marker, color=colour, s=30, label=label, zorder=3)
+                fit = law_fit(fits, game, quantity, method=method)
+                if fit is not None and keep.any():
+                    ax.plot(budgets[keep], fit.predict(budgets[keep]), color=colour, lw=1, ls=":", zorder=2)
+            elif keep.any():
+                ax.plot(budgets[keep], values[keep], color=colour, lw=1.6, label=label, zorder=2)
+                opt = game_fits["parametric_opt"].sel(ptarget=quantity)
+                if np.isfinite(opt.sel(bound="lo").values[keep]).all():
+                    ax.fill_between(budgets[keep], opt.sel(bound="lo").values[keep], opt.sel(bound="hi").values[keep],
+                                    color=colour, alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("compute budget C (FLOPs)")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize="x-small", frameon=False)
+    level = f"{100 * FitConfig.from_attrs(fits.attrs).confidence:g}%"
+    fig.suptitle(f"{game}: compute-optimal allocation by method ({level} intervals)")
+    return _save(fig, out_dir, "allocation")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,6 +450,7 @@ def plot_game(results: xr.Dataset, fits: xr.Dataset, game: str, out_dir: Path) -
         paths += _plot_compute_law(fits, game, "r_max", "return", "return_frontier", "maximum return $R_{max}$",
                                    out_dir, expert_return=expert)
         paths += _plot_return_vs_loss(results, fits, game, out_dir)
+        paths += _plot_allocation(fits, game, out_dir)
     return paths
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 from scipy import stats
 
@@ -41,12 +42,22 @@ LAW_STATS = (
     "slope", "slope_lo", "slope_hi", "intercept", "intercept_lo", "intercept_hi", "r2",
     "n_points", "n_excluded", "dof", "residual_variance", "var_slope", "var_intercept",
     "cov_slope_intercept",
+    # one-step-ahead cross-validation over budgets (fit the first k, predict the next), errors in
+    # the fitted space (log10 y for power laws); coverage = share inside the prediction interval
+    "cv_folds", "cv_rmse", "cv_coverage",
+    # holdout: refit without the largest `holdout_budgets` budgets, predict them
+    "holdout_n", "holdout_rmse", "holdout_max_abs_error", "holdout_coverage",
 )
+METHODS = ("raw", "vertex", "parametric")  # per-budget argmin/argmax, parabola vertex, L(N, D) surface
+FIT_SETS = ("all", "holdout")
+TARGETS = ("n_opt", "d_opt", "l_min", "r_max")
+BOUNDS = ("value", "lo", "hi")
 POWER_LAW = "power"  # log10 y = intercept + slope * log10 x
 LINEAR_IN_LOG10_X = "linear_log10x"  # y = intercept + slope * log10 x
 NOT_FITTED = "not_fitted"
 REQUIRED_VARIABLES = ("loss", "return", "samples")
 REQUIRED_DIMS = ("game", "flops", "params", "seed")
+NEGATIVE_RETURN_MODES = ("exclude", "shift")
 
 # Per-budget variables of the fits Dataset, dims (game, flops), all float.
 LOSS_BUDGET_VARIABLES = ("n_opt", "n_opt_lo", "n_opt_hi", "l_min", "l_min_lo", "l_min_hi",
@@ -60,8 +71,14 @@ class FitConfig:
     """How isoFLOP profiles feed the power laws."""
 
     exclude_edge_budgets: bool = False  # drop edge-flagged budgets from the power laws (default: keep, mark)
-    min_sizes_per_budget: int = 3  # budgets with fewer evaluated sizes are skipped
+    min_sizes_per_budget: int = 3  # budgets with fewer evaluated sizes are skipped (vertex method)
     confidence: float = 0.95  # level of every interval and band
+    vertex_window_dex: float = 0.0  # fit each parabola only within this many decades of the raw optimum; 0 = all
+    holdout_budgets: int = 1  # refit without the largest k budgets and predict them
+    forecast_budget: float = 0.0  # target budget C* of the forecast; 0 = 10x each game's largest budget
+    negative_returns: str = "exclude"  # returns <= 0 in log fits: "exclude" them, or "shift" all returns
+    bootstrap: int = 1000  # resamples of the parametric fit L(N, D)
+    bootstrap_seed: int = 0
 
     def __post_init__(self):
         if self.min_sizes_per_budget < 3:
@@ -69,6 +86,16 @@ class FitConfig:
                              f"got {self.min_sizes_per_budget}")
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must lie in (0, 1), got {self.confidence}")
+        if self.vertex_window_dex < 0:
+            raise ValueError(f"vertex_window_dex must be >= 0 (0 = all sizes), got {self.vertex_window_dex}")
+        if self.holdout_budgets < 0:
+            raise ValueError(f"holdout_budgets must be >= 0, got {self.holdout_budgets}")
+        if self.forecast_budget < 0:
+            raise ValueError(f"forecast_budget must be > 0 (or 0 for 10x the largest budget), got {self.forecast_budget}")
+        if self.negative_returns not in NEGATIVE_RETURN_MODES:
+            raise ValueError(f"negative_returns must be one of {NEGATIVE_RETURN_MODES}, got {self.negative_returns!r}")
+        if self.bootstrap < 0:
+            raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
 
     def to_attrs(self) -> dict:
         """NetCDF attributes (no booleans there, so flags become 0/1)."""
@@ -315,10 +342,21 @@ def interpolate_loglog(x_query, x_table, y_table) -> np.ndarray:
 
 
 def seed_means(results: xr.Dataset) -> xr.Dataset:
-    """Mean over seeds, ignoring NaN (a combination never run stays NaN)."""
+    """Mean over seeds, ignoring NaN (a combination never run stays NaN).
+
+    Where the results carry `return_weight` (published data whose authors combined seed files
+    by a running mean, see `ilscaling.published`), returns are averaged with those weights.
+    """
+    weights = results["return_weight"] if "return_weight" in results else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN slices are expected
-        return results.mean("seed", skipna=True, keep_attrs=True)
+        means = results.drop_vars("return_weight", errors="ignore").mean("seed", skipna=True, keep_attrs=True)
+    if weights is not None and "return" in results:
+        valid = results["return"].notnull() & weights.notnull()
+        total = weights.where(valid).sum("seed")
+        weighted = (results["return"] * weights).where(valid).sum("seed") / total
+        means["return"] = weighted.where(total > 0, means["return"])
+    return means
 
 
 def _fit_profile(log_params, response, *, maximize: bool, config: FitConfig) -> dict:
@@ -335,8 +373,20 @@ def _fit_profile(log_params, response, *, maximize: bool, config: FitConfig) -> 
         record.update(skipped=True, status=f"skipped: {len(x)} sizes < min_sizes_per_budget="
                                            f"{config.min_sizes_per_budget}")
         return record
+    window_note = ""
+    if config.vertex_window_dex > 0:
+        # Far from the optimum a parabola in log N is a poor shape; fit only the sizes near it.
+        best = x[np.argmax(y) if maximize else np.argmin(y)]
+        near = np.abs(x - best) <= config.vertex_window_dex + 1e-9
+        window_note = f"; window ±{config.vertex_window_dex:g} dex: {int(near.sum())} of {len(x)} sizes"
+        if near.sum() < 3:
+            record.update(skipped=True, status=f"skipped: {int(near.sum())} sizes within the vertex window "
+                                               f"(±{config.vertex_window_dex:g} dex) < 3")
+            return record
+        x, y = x[near], y[near]
+        record.update(log10n_min=x.min(), log10n_max=x.max())
     optimum = profile_optimum(x, y, maximize=maximize, confidence=config.confidence)
-    record.update(optimum=optimum, coef=optimum.fit.coef, edge=optimum.edge, status=optimum.status)
+    record.update(optimum=optimum, coef=optimum.fit.coef, edge=optimum.edge, status=optimum.status + window_note)
     return record
 
 
@@ -381,20 +431,426 @@ def fit_budget_law(game: str, quantity: str, budgets, values, *, log_y: bool = T
     return fit_line(budgets, values, log_y=log_y)
 
 
-def fit_return_vs_loss(loss, returns) -> tuple[LineFit | None, int, str]:
-    """R = a * (1/L)**k over (loss, return) points with return > 0.
+# ---------------------------------------------------------------------------------------------
+# Raw optima (as the authors' plotting code): the best evaluated size per budget
+# ---------------------------------------------------------------------------------------------
 
-    Returns (fit or None, number of points excluded for return <= 0, note).
+def raw_optima(budget: xr.Dataset) -> dict:
+    """argmin loss / argmax return among the evaluated sizes of one seed-averaged budget.
+
+    D at the raw optimum is the samples of that very run. A budget whose best size is the
+    smallest or largest evaluated one (or that has a single size) is flagged `edge`.
     """
+    params = budget["params"].values.astype(float)
+    out = {"values": dict.fromkeys(("n_opt", "d_opt", "l_min", "r_max", "n_opt_return"), np.nan),
+           "edge": {}, "n_sizes": {}}
+    for metric, pick, target in (("loss", np.argmin, "l_min"), ("return", np.argmax, "r_max")):
+        response = budget[metric].values.astype(float)
+        finite = np.flatnonzero(np.isfinite(response))
+        out["n_sizes"][metric] = len(finite)
+        if len(finite) == 0:
+            out["edge"][metric] = False
+            continue
+        best = finite[pick(response[finite])]
+        out["edge"][metric] = bool(params[best] in (params[finite].min(), params[finite].max()))
+        out["values"][target] = response[best]
+        if metric == "loss":
+            out["values"]["n_opt"] = params[best]
+            out["values"]["d_opt"] = float(budget["samples"].values[best])
+        else:
+            out["values"]["n_opt_return"] = params[best]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Power laws with cross-validation and holdout
+# ---------------------------------------------------------------------------------------------
+
+def _fitted_space(fit: LineFit, y) -> np.ndarray:
+    return np.log10(y) if fit.log_y else np.asarray(y, float)
+
+
+def one_step_ahead(budgets, values, *, log_y: bool, confidence: float) -> dict[str, float]:
+    """Fit on the first k budgets, predict budget k+1, for every k >= 3 (a prediction interval needs dof >= 1).
+
+    Returns cv_folds, cv_rmse (in the fitted space: log10 y for power laws) and cv_coverage
+    (share of predicted budgets inside the `confidence` prediction interval).
+    """
+    order = np.argsort(budgets)
+    budgets, values = np.asarray(budgets, float)[order], np.asarray(values, float)[order]
+    errors, inside = [], []
+    for k in range(3, len(budgets)):
+        fit = fit_line(budgets[:k], values[:k], log_y=log_y)
+        predicted = _fitted_space(fit, fit.predict(budgets[k]))
+        errors.append(float(predicted - _fitted_space(fit, values[k])))
+        lo, hi = fit.prediction_band(budgets[k], confidence)
+        inside.append(bool(lo <= values[k] <= hi))
+    if not errors:
+        return {"cv_folds": 0, "cv_rmse": np.nan, "cv_coverage": np.nan}
+    return {"cv_folds": len(errors), "cv_rmse": float(np.sqrt(np.mean(np.square(errors)))),
+            "cv_coverage": float(np.mean(inside))}
+
+
+def holdout_check(budgets, values, k: int, *, log_y: bool, confidence: float) -> tuple[LineFit | None, dict, np.ndarray]:
+    """Refit without the largest k budgets and score its predictions of them.
+
+    Returns (fit or None, stats, held-out mask over the given budgets). No fit when fewer than
+    2 budgets remain.
+    """
+    budgets, values = np.asarray(budgets, float), np.asarray(values, float)
+    held = np.zeros(len(budgets), bool)
+    if k > 0:
+        held[np.argsort(budgets)[::-1][:k]] = True
+    stats = {"holdout_n": int(held.sum()), "holdout_rmse": np.nan, "holdout_max_abs_error": np.nan,
+             "holdout_coverage": np.nan}
+    if held.sum() == 0 or (~held).sum() < 2:
+        return None, stats, held
+    fit = fit_line(budgets[~held], values[~held], log_y=log_y)
+    errors = _fitted_space(fit, fit.predict(budgets[held])) - _fitted_space(fit, values[held])
+    lo, hi = fit.prediction_band(budgets[held], confidence)
+    stats.update(holdout_rmse=float(np.sqrt(np.mean(errors**2))), holdout_max_abs_error=float(np.abs(errors).max()),
+                 holdout_coverage=float(np.mean((lo <= values[held]) & (values[held] <= hi))) if fit.dof > 0 else np.nan)
+    return fit, stats, held
+
+
+def _law_with_checks(game, quantity, budgets, values, *, log_y, config) -> dict:
+    """A power law across budgets with its cross-validation and holdout refit."""
+    fit = fit_budget_law(game, quantity, budgets, values, log_y=log_y)
+    extra = one_step_ahead(budgets, values, log_y=log_y, confidence=config.confidence)
+    holdout, holdout_stats, held = holdout_check(budgets, values, config.holdout_budgets, log_y=log_y,
+                                                 confidence=config.confidence)
+    extra.update(holdout_stats)
+    return {"fit": fit, "extra": extra, "holdout": holdout, "held": held}
+
+
+# ---------------------------------------------------------------------------------------------
+# Return vs loss: power law and saturating form
+# ---------------------------------------------------------------------------------------------
+
+SATURATING_PARAMETERS = ("a", "d", "b")  # R = 1 / (a * (1/L)**d + b)
+SATURATING_INFO = ("residual_variance", "dof", "n_points", "n_excluded", "r2", "shift")
+
+
+def return_shift(returns, mode: str) -> float:
+    """What is added to every return before a log fit: 0, or (mode 'shift') 1 - min(R) when some R <= 0.
+
+    Shifting so the lowest return becomes 1 keeps every point; one game point is the natural
+    unit of Atari scores.
+    """
+    returns = np.asarray(returns, float)
+    returns = returns[np.isfinite(returns)]
+    if mode != "shift" or len(returns) == 0 or returns.min() > 0:
+        return 0.0
+    return float(1.0 - returns.min())
+
+
+def _prepare_return_points(loss, returns, shift: float) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """(1/L, R + shift) of finite points with R + shift > 0, the number excluded, and a note."""
     loss, returns = np.asarray(loss, float).ravel(), np.asarray(returns, float).ravel()
     finite = np.isfinite(loss) & np.isfinite(returns)
-    loss, returns = loss[finite], returns[finite]
+    loss, returns = loss[finite], returns[finite] + shift
     positive = returns > 0
     n_excluded = int((~positive).sum())
-    note = f"{n_excluded} points with return <= 0 excluded"
-    if positive.sum() < 2:
-        return None, n_excluded, f"not fitted: {int(positive.sum())} points with return > 0 (need 2); {note}"
-    return fit_line(1.0 / loss[positive], returns[positive], n_excluded=n_excluded), n_excluded, note
+    note = (f"returns shifted by +{shift:g} (lowest becomes 1)" if shift
+            else f"{n_excluded} points with return <= 0 excluded")
+    return 1.0 / loss[positive], returns[positive], n_excluded, note
+
+
+@dataclass(frozen=True)
+class SaturatingFit:
+    """R + shift = 1 / (a * x**d + b), x = 1/L, fitted by least squares on log R."""
+
+    coef: np.ndarray  # a, d, b
+    covariance: np.ndarray
+    residual_variance: float
+    dof: int
+    n_points: int
+    n_excluded: int
+    r2: float
+    shift: float
+
+    def _log_terms(self, x):
+        a, d, b = self.coef
+        x = np.asarray(x, float)
+        denominator = a * x**d + b
+        gradient = -np.stack([x**d, a * x**d * np.log(x), np.ones_like(x)]) / denominator
+        return -np.log(denominator), gradient
+
+    def predict(self, x) -> np.ndarray:
+        return np.exp(self._log_terms(x)[0]) - self.shift
+
+    def band(self, x, confidence: float, include_noise: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Delta-method interval on log(R + shift) at x = 1/L."""
+        centre, gradient = self._log_terms(x)
+        variance = np.einsum("i...,ij,j...->...", gradient, self.covariance, gradient)
+        if include_noise:
+            variance = variance + self.residual_variance
+        half = t_quantile(confidence, self.dof) * np.sqrt(variance)
+        return np.exp(centre - half) - self.shift, np.exp(centre + half) - self.shift
+
+    def intervals(self, confidence: float) -> np.ndarray:
+        """(value, lo, hi) of a, d, b; a and b > 0, so theirs are symmetric in log (as fitted)."""
+        t = t_quantile(confidence, self.dof)
+        se = np.sqrt(np.diag(self.covariance))
+        out = np.stack([self.coef, self.coef - t * se, self.coef + t * se], axis=-1)
+        for k in (0, 2):
+            with np.errstate(over="ignore"):  # an unidentified b (no saturation in the data) gives [0, inf]
+                spread = np.exp(t * se[k] / self.coef[k])
+            out[k, 1:] = self.coef[k] / spread, self.coef[k] * spread
+        return out
+
+
+def fit_saturating(x, returns, *, n_excluded: int, shift: float, start: LineFit | None) -> SaturatingFit | None:
+    """Nonlinear least squares of log R on R = 1/(a x^d + b), started from the power law; None if it fails."""
+    from scipy.optimize import curve_fit
+
+    x, returns = np.asarray(x, float), np.asarray(returns, float)
+    if len(x) < 4:
+        return None
+    # The power law R = c x^k is the b = 0 limit: a = 1/c, d = -k.
+    a0, d0 = (1.0 / start.prefactor, -start.slope) if start is not None else (1.0 / returns.mean(), -1.0)
+    b0 = 0.1 / returns.max()
+
+    def model(values, log_a, d, log_b):
+        return -np.log(np.exp(log_a) * values**d + np.exp(log_b))
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            (log_a, d, log_b), cov_log, *_ = curve_fit(model, x, np.log(returns), p0=[np.log(a0), d0, np.log(b0)],
+                                                       maxfev=20000, full_output=True)[:2]
+    except (RuntimeError, ValueError):
+        return None
+    a, b = np.exp(log_a), np.exp(log_b)
+    residuals = np.log(returns) - model(x, log_a, d, log_b)
+    dof = len(x) - 3
+    residual_variance = float(residuals @ residuals / dof)
+    jacobian = np.diag([a, 1.0, b])  # from (log a, d, log b) to (a, d, b)
+    covariance = jacobian @ cov_log @ jacobian
+    total = np.sum((np.log(returns) - np.log(returns).mean()) ** 2)
+    r2 = float(1 - residuals @ residuals / total) if total > 0 else np.nan
+    if not np.all(np.isfinite(covariance)):
+        covariance = np.full((3, 3), np.nan)
+    return SaturatingFit(np.array([a, d, b]), covariance, residual_variance, dof, len(x), n_excluded, r2, shift)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parametric fit L(N, D) and its compute-optimal allocation
+# ---------------------------------------------------------------------------------------------
+
+def _run_table(means: xr.Dataset) -> pd.DataFrame:
+    """Seed-averaged runs of one game with finite loss and samples (one row per budget and size)."""
+    table = means[["loss", "samples"]].to_dataframe().reset_index()
+    return table[np.isfinite(table["loss"]) & np.isfinite(table["samples"]) & (table["samples"] > 0)]
+
+
+def _cost_table(means: xr.Dataset):
+    """FLOPs per sample of each size from the runs (budget / samples), see ilscaling.parametric."""
+    from ilscaling.parametric import flops_per_sample_table
+
+    table = means["samples"].to_dataframe().reset_index().dropna(subset=["samples"])
+    return flops_per_sample_table(table["params"], table["flops"], table["samples"])
+
+
+def _parametric_fits(means: xr.Dataset, budgets, forecast_budget, holdout_budgets, config) -> dict:
+    """L(N, D) on all runs and without the held-out budgets; allocations at every budget and C*."""
+    from ilscaling.parametric import compute_optimal, fit_parametric
+
+    runs = _run_table(means)
+    n_runs = len(runs)
+    if n_runs < 6:
+        return {"note": f"not fitted: {n_runs} runs with loss and samples (need 6)"}
+    sizes, cost = _cost_table(means)
+    fit = fit_parametric(runs["params"], runs["samples"], runs["loss"], n_bootstrap=config.bootstrap,
+                         seed=config.bootstrap_seed)
+    targets = np.append(budgets, forecast_budget)
+    best = compute_optimal(fit.theta, targets, sizes, cost)
+    tail = 50 * (1 - config.confidence)
+    result = {"fit": fit, "note": f"{n_runs} runs, {config.bootstrap} bootstrap resamples of runs",
+              "alloc": {key: np.stack([best[key], np.full(len(targets), np.nan), np.full(len(targets), np.nan)], -1)
+                        for key in best}}
+    if config.bootstrap:
+        boot = compute_optimal(fit.bootstrap, targets, sizes, cost)
+        for key in boot:
+            result["alloc"][key][:, 1:] = np.percentile(boot[key], [tail, 100 - tail], axis=0).T
+        # A new run's loss at C*: the fitted L*(C*) of each resample times a resampled residual.
+        rng = np.random.default_rng(config.bootstrap_seed + 1)
+        noisy = boot["l_min"][:, -1] * np.exp(rng.choice(fit.log_residuals, len(boot["l_min"])))
+        result["l_forecast_pi"] = np.percentile(noisy, [tail, 100 - tail])
+        result["boot_alloc"] = boot
+    result["best_alloc"] = best
+
+    # Holdout: refit without the largest budgets' runs, predict their minimum loss.
+    held_budgets = np.sort(budgets)[::-1][:holdout_budgets] if holdout_budgets else np.array([])
+    keep = ~np.isin(runs["flops"].values, held_budgets)
+    result["holdout"] = None
+    if len(held_budgets) and keep.sum() >= 6:
+        kept = runs[keep]
+        refit = fit_parametric(kept["params"], kept["samples"], kept["loss"], n_bootstrap=0)
+        result["holdout"] = {"budgets": held_budgets,
+                             "l_min": compute_optimal(refit.theta, held_budgets, sizes, cost)["l_min"]}
+    return result
+
+
+def _parametric_law(result: dict, budgets, quantity: str, observed_l_min, confidence: float) -> dict[str, float]:
+    """LAW_STATS of log10 N*, D*, L* vs log10 C over the game's budgets (bootstrap interval of the slope)."""
+    row = dict.fromkeys(LAW_STATS, np.nan)
+    log_c = np.log10(budgets)
+    design = np.column_stack([np.ones_like(log_c), log_c])
+    best = np.log10(result["best_alloc"][quantity][:-1])
+    intercept, slope = np.linalg.lstsq(design, best, rcond=None)[0]
+    row.update(slope=slope, intercept=intercept, n_points=result["fit"].n_points, n_excluded=0)
+    if "boot_alloc" in result:
+        boot = np.log10(result["boot_alloc"][quantity][:, :-1])
+        coefs = np.linalg.lstsq(design, boot.T, rcond=None)[0]
+        tail = 50 * (1 - confidence)
+        row.update(zip(("intercept_lo", "intercept_hi"), np.percentile(coefs[0], [tail, 100 - tail])))
+        row.update(zip(("slope_lo", "slope_hi"), np.percentile(coefs[1], [tail, 100 - tail])))
+    if quantity == "l_min" and result.get("holdout") is not None:
+        held = result["holdout"]
+        observed = np.array([observed_l_min[np.flatnonzero(budgets == c)[0]] for c in held["budgets"]])
+        errors = np.log10(held["l_min"]) - np.log10(observed)
+        row.update(holdout_n=len(errors), holdout_rmse=float(np.sqrt(np.mean(errors**2))),
+                   holdout_max_abs_error=float(np.abs(errors).max()))
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# One game
+# ---------------------------------------------------------------------------------------------
+
+def _method_series(values: dict, flags: dict, method: str) -> dict:
+    """Per-budget targets of one method and which budgets enter its power laws."""
+    return {"values": {q: values[method][q] for q in TARGETS},
+            "used": {"loss": flags[method]["loss"]["used_in_fit"], "return": flags[method]["return"]["used_in_fit"]}}
+
+
+def _game_fits(game: str, means: xr.Dataset, config: FitConfig) -> dict:
+    """Per-budget optima (raw and vertex), power laws with checks, return vs loss, parametric fit, forecast."""
+    budgets = means["flops"].values.astype(float)
+    per_budget = [fit_budget(means.sel(flops=c), config) for c in budgets]
+    raw = [raw_optima(means.sel(flops=c)) for c in budgets]
+    vertex_values = {name: np.array([b["values"][name] for b in per_budget])
+                     for name in LOSS_BUDGET_VARIABLES + RETURN_BUDGET_VARIABLES}
+    raw_values = {name: np.array([r["values"][name] for r in raw]) for name in raw[0]["values"]}
+    values = {"vertex": vertex_values, "raw": raw_values}
+
+    flags = {"vertex": {}, "raw": {}}
+    for metric in METRICS:
+        records = [b[metric] for b in per_budget]
+        optimum_value = vertex_values["n_opt"] if metric == "loss" else vertex_values["r_max"]
+        edge = np.array([r["edge"] for r in records])
+        skipped = np.array([r["skipped"] for r in records])
+        flags["vertex"][metric] = {
+            "edge": edge, "skipped": skipped,
+            "used_in_fit": ~skipped & np.isfinite(optimum_value) & ~(edge & config.exclude_edge_budgets),
+            "status": np.array([r["status"] for r in records], dtype=object),
+            "n_sizes": np.array([r["n_sizes"] for r in records]),
+            "coef": np.stack([r["coef"] for r in records]),
+            "log10n_min": np.array([r["log10n_min"] for r in records]),
+            "log10n_max": np.array([r["log10n_max"] for r in records]),
+        }
+        raw_edge = np.array([r["edge"][metric] for r in raw])
+        raw_value = raw_values["n_opt"] if metric == "loss" else raw_values["r_max"]
+        flags["raw"][metric] = {"edge": raw_edge,
+                                "used_in_fit": np.isfinite(raw_value) & ~(raw_edge & config.exclude_edge_budgets)}
+
+    has_loss = bool(np.isfinite(means["loss"].values).any())
+    shift = return_shift(means["return"].values, config.negative_returns)
+    laws = {(m, f): {} for m in METHODS for f in FIT_SETS}
+    forms = {(m, f): dict.fromkeys(LAW_QUANTITIES, NOT_FITTED) for m in METHODS for f in FIT_SETS}
+    notes = {(m, f): dict.fromkeys(LAW_QUANTITIES, "") for m in METHODS for f in FIT_SETS}
+    extras = {m: {} for m in METHODS}
+    held_out = {m: {metric: np.zeros(len(budgets), bool) for metric in METRICS} for m in METHODS}
+    for method in ("raw", "vertex"):
+        series = _method_series(values, flags, method)
+        for quantity in TARGETS:
+            metric = "return" if quantity == "r_max" else "loss"
+            if metric == "loss" and not has_loss:
+                notes[(method, "all")][quantity] = "not fitted: no loss values for this game"
+                continue
+            keep = series["used"][metric] & np.isfinite(series["values"][quantity])
+            y = series["values"][quantity][keep]
+            log_y, note = True, f"{keep.sum()} budgets"
+            if quantity == "r_max":
+                y = y + shift
+                if shift:
+                    note += f"; R_max shifted by +{shift:g} (lowest return becomes 1)"
+                elif not np.all(y > 0):
+                    log_y, note = False, note + "; some R_max <= 0, so linear in log10 C"
+            if quantity == "r_max" and keep.sum() < 2:
+                notes[(method, "all")][quantity] = f"not fitted: {keep.sum()} budgets with a return optimum"
+                continue
+            result = _law_with_checks(game, quantity, budgets[keep], y, log_y=log_y, config=config)
+            laws[(method, "all")][quantity] = result["fit"]
+            extras[method][quantity] = result["extra"]
+            forms[(method, "all")][quantity], notes[(method, "all")][quantity] = result["fit"].form, note
+            held_out[method][metric][np.flatnonzero(keep)[result["held"]]] = True
+            if result["holdout"] is not None:
+                laws[(method, "holdout")][quantity] = result["holdout"]
+                forms[(method, "holdout")][quantity] = result["holdout"].form
+                notes[(method, "holdout")][quantity] = f"without the largest {config.holdout_budgets} budget(s)"
+
+    # Return vs loss is one fit over every run, whatever the method.
+    x, r, n_excluded, note = _prepare_return_points(means["loss"].values, means["return"].values, shift)
+    rvl = fit_line(x, r, n_excluded=n_excluded) if len(x) >= 2 else None
+    if rvl is None:
+        note = f"not fitted: {len(x)} usable (loss, return) points (need 2); {note}"
+    saturating = fit_saturating(x, r, n_excluded=n_excluded, shift=shift, start=rvl) if rvl is not None else None
+    for method in METHODS:
+        laws[(method, "all")]["return_vs_loss"] = rvl
+        forms[(method, "all")]["return_vs_loss"] = rvl.form if rvl else NOT_FITTED
+        notes[(method, "all")]["return_vs_loss"] = note
+
+    forecast_budget = config.forecast_budget or 10.0 * budgets[np.isfinite(means["loss"].values).any(axis=1)
+                                                              | np.isfinite(means["return"].values).any(axis=1)].max()
+    parametric = (_parametric_fits(means, budgets, forecast_budget, config.holdout_budgets, config) if has_loss
+                  else {"note": "not fitted: no loss values for this game"})
+    parametric_rows = {}
+    if "fit" in parametric:
+        for quantity in ("n_opt", "d_opt", "l_min"):
+            parametric_rows[quantity] = _parametric_law(parametric, budgets, quantity, raw_values["l_min"],
+                                                               config.confidence)
+            forms[("parametric", "all")][quantity] = POWER_LAW
+            notes[("parametric", "all")][quantity] = ("fitted line through N*(C), D*(C), L*(C) of the L(N, D) "
+                                                      "surface over the game's budgets; " + parametric["note"])
+    else:
+        for quantity in ("n_opt", "d_opt", "l_min"):
+            notes[("parametric", "all")][quantity] = parametric["note"]
+
+    forecast = _forecast(laws, parametric, forecast_budget, shift, config)
+    return {"values": values, "flags": flags, "laws": laws, "forms": forms, "notes": notes, "extras": extras,
+            "held_out": held_out, "saturating": saturating, "shift": shift, "parametric": parametric,
+            "parametric_rows": parametric_rows, "forecast": forecast, "forecast_budget": forecast_budget}
+
+
+def _forecast(laws, parametric, budget, shift, config) -> np.ndarray:
+    """(method, target, bound) at C*: value with its prediction interval (parametric N*, D*: confidence)."""
+    out = np.full((len(METHODS), len(TARGETS), len(BOUNDS)), np.nan)
+    for i, method in enumerate(("raw", "vertex")):
+        for j, quantity in enumerate(TARGETS):
+            fit = laws[(method, "all")].get(quantity)
+            if fit is None:
+                continue
+            lo, hi = fit.prediction_band(budget, config.confidence)
+            offset = shift if quantity == "r_max" else 0.0
+            out[i, j] = np.array([fit.predict(budget), lo, hi], float).ravel() - offset
+    if "fit" in parametric:
+        k = METHODS.index("parametric")
+        for j, quantity in enumerate(("n_opt", "d_opt", "l_min")):
+            out[k, j] = parametric["alloc"][quantity][-1]
+        if "l_forecast_pi" in parametric:
+            out[k, 2, 1:] = parametric["l_forecast_pi"]
+        # Return at the predicted loss through the return-vs-loss power law; its interval spans the
+        # law's prediction band at both ends of the loss interval.
+        rvl = laws[("parametric", "all")].get("return_vs_loss")
+        if rvl is not None:
+            losses = out[k, 2]
+            centre = float(rvl.predict(1.0 / losses[0])) - shift
+            ends = [b for loss in losses[1:] if np.isfinite(loss) for b in rvl.prediction_band(1.0 / loss, config.confidence)]
+            ends += list(rvl.prediction_band(1.0 / losses[0], config.confidence))
+            out[k, 3] = [centre, np.nanmin(ends) - shift, np.nanmax(ends) - shift]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,14 +863,19 @@ def validate_results(results: xr.Dataset) -> None:
     missing_dims = [d for d in REQUIRED_DIMS if d not in results.dims]
     if missing or missing_dims:
         raise ValueError(f"results dataset lacks variables {missing} / dims {missing_dims}")
-    if any(results.sizes[d] == 0 for d in REQUIRED_DIMS) or not np.isfinite(results["loss"].values).any():
-        raise ValueError(f"results dataset is empty (sizes {dict(results.sizes)}, no finite loss)")
+    if any(results.sizes[d] == 0 for d in REQUIRED_DIMS) or not (
+            np.isfinite(results["loss"].values).any() or np.isfinite(results["return"].values).any()):
+        raise ValueError(f"results dataset is empty (sizes {dict(results.sizes)}, no finite loss or return)")
     for game in map(str, results["game"].values):
         loss = results["loss"].sel(game=game)
-        finite = np.isfinite(loss.values)
-        if not finite.any():
-            raise ValueError(f"game {game!r}: every loss value is NaN (no finished runs)")
-        bad = loss.where(loss <= 0)
+        returns = results["return"].sel(game=game)
+        if not np.isfinite(loss.values).any() and not np.isfinite(returns.values).any():
+            raise ValueError(f"game {game!r}: every loss and return value is NaN (no finished runs)")
+        if not np.isfinite(loss.values).any():
+            # Published sets can hold returns only (e.g. DoubleDunk); its loss laws are reported as not fitted.
+            loss = returns
+        bad = results["loss"].sel(game=game)
+        bad = bad.where(bad <= 0)
         if np.isfinite(bad.values).any():
             first = bad.stack(point=bad.dims).dropna("point")["point"].values[0]
             where = ", ".join(f"{dim}={budget_text(value) if dim == 'flops' else value}"
@@ -429,94 +890,149 @@ def validate_results(results: xr.Dataset) -> None:
                              f"scaling laws need at least 2 budgets")
 
 
-def _game_fits(game: str, means: xr.Dataset, config: FitConfig) -> dict:
-    """Per-budget fits and power laws of one game (seed-averaged, dims flops, params)."""
-    budgets = means["flops"].values.astype(float)
-    per_budget = [fit_budget(means.sel(flops=c), config) for c in budgets]
-    values = {name: np.array([b["values"][name] for b in per_budget])
-              for name in LOSS_BUDGET_VARIABLES + RETURN_BUDGET_VARIABLES}
-    flags = {}
-    for metric in METRICS:
-        records = [b[metric] for b in per_budget]
-        optimum_value = values["n_opt"] if metric == "loss" else values["r_max"]
-        edge = np.array([r["edge"] for r in records])
-        skipped = np.array([r["skipped"] for r in records])
-        flags[metric] = {
-            "edge": edge, "skipped": skipped,
-            "used_in_fit": ~skipped & np.isfinite(optimum_value) & ~(edge & config.exclude_edge_budgets),
-            "status": np.array([r["status"] for r in records], dtype=object),
-            "n_sizes": np.array([r["n_sizes"] for r in records]),
-            "coef": np.stack([r["coef"] for r in records]),
-            "log10n_min": np.array([r["log10n_min"] for r in records]),
-            "log10n_max": np.array([r["log10n_max"] for r in records]),
-        }
 
-    laws, forms, notes = {}, {}, {}
-    used = flags["loss"]["used_in_fit"]
-    for quantity in ("n_opt", "d_opt", "l_min"):
-        keep = used & np.isfinite(values[quantity])
-        laws[quantity] = fit_budget_law(game, quantity, budgets[keep], values[quantity][keep])
-        forms[quantity], notes[quantity] = POWER_LAW, f"{keep.sum()} budgets"
-
-    keep = flags["return"]["used_in_fit"]
-    r_max = values["r_max"][keep]
-    log_y = bool(np.all(r_max > 0))
-    laws["r_max"] = fit_budget_law(game, "r_max", budgets[keep], r_max, log_y=log_y)
-    forms["r_max"] = laws["r_max"].form
-    notes["r_max"] = f"{keep.sum()} budgets" + ("" if log_y else "; some R_max <= 0, so linear in log10 C")
-
-    fit, _, note = fit_return_vs_loss(means["loss"].values, means["return"].values)
-    laws["return_vs_loss"], forms["return_vs_loss"], notes["return_vs_loss"] = fit, fit.form if fit else NOT_FITTED, note
-    return {"values": values, "flags": flags, "laws": laws, "forms": forms, "notes": notes}
+def _law_rows(fit: LineFit | None, extra: dict | None, confidence: float) -> np.ndarray:
+    row = dict.fromkeys(LAW_STATS, np.nan)
+    if fit is not None:
+        row.update(fit.to_stats(confidence))
+    row.update(extra or {})
+    return np.array([row[s] for s in LAW_STATS], float)
 
 
 def fit_results(results: xr.Dataset, config: FitConfig = FitConfig()) -> xr.Dataset:
-    """Every isoFLOP and power-law fit of every game, in one Dataset.
+    """Every fit of every game, in one Dataset.
 
     Variables:
-      (game, flops): LOSS_BUDGET_VARIABLES, RETURN_BUDGET_VARIABLES (NaN = not available).
+      (game, flops): LOSS_BUDGET_VARIABLES, RETURN_BUDGET_VARIABLES of the vertex method
+        (an edge budget falls back to its raw best point), and raw_n_opt, raw_d_opt, raw_l_min,
+        raw_r_max, raw_n_opt_return of the raw method (NaN = not available).
       (game, flops, metric): edge, skipped, used_in_fit (bool), status (str), n_sizes,
-        quad_log10n_min / quad_log10n_max (the fitted range of log10 N).
-      (game, flops, metric, power): quad_coef, coefficients of the parabola in x = log10 N of
-        log10(loss) (metric loss) or return (metric return).
-      (game, quantity, stat): law, the LAW_STATS of each power law (NaN if not fitted).
-      (game, quantity): law_form (POWER_LAW, LINEAR_IN_LOG10_X or NOT_FITTED), law_note.
+        quad_log10n_min / quad_log10n_max (the fitted range of log10 N) of the vertex method;
+        raw_edge, raw_used_in_fit of the raw method; held_out (game, method, flops, metric).
+      (game, flops, metric, power): quad_coef, the parabola in x = log10 N of log10(loss)
+        (metric loss) or return (metric return).
+      (game, method, fit_set, quantity, stat): laws, the LAW_STATS of each law by method (raw,
+        vertex, parametric) fitted on all budgets or without the held-out ones; law_forms and
+        law_notes (game, method, fit_set, quantity). `law`, `law_form`, `law_note` are the
+        vertex method on all budgets, as before.
+      saturating (game, sat_param, bound), saturating_cov, saturating_info: R = 1/(a (1/L)^d + b).
+      return_shift (game): added to returns before log fits (0 unless negative_returns='shift').
+      parametric (game, pparam, bound): E, A, B, alpha, beta with bootstrap percentile intervals;
+        parametric_info (game, pinfo); parametric_opt (game, flops, target, bound): N*, D*, L*.
+      forecast (game, method, target, bound) at forecast_budget (game).
     The FitConfig is in the attrs (see FitConfig.from_attrs).
     """
     validate_results(results)
-    means = seed_means(results[list(REQUIRED_VARIABLES)])
+    keep = list(REQUIRED_VARIABLES) + (["return_weight"] if "return_weight" in results else [])
+    means = seed_means(results[keep])
     games = [str(g) for g in results["game"].values]
     per_game = [_game_fits(g, means.sel(game=g), config) for g in games]
     budget_dims, flag_dims = ("game", "flops"), ("game", "flops", "metric")
+    n_flops = results.sizes["flops"]
 
     data = {}
     for name in LOSS_BUDGET_VARIABLES + RETURN_BUDGET_VARIABLES:
-        data[name] = (budget_dims, np.stack([f["values"][name] for f in per_game]))
+        data[name] = (budget_dims, np.stack([f["values"]["vertex"][name] for f in per_game]))
+    for name in ("n_opt", "d_opt", "l_min", "r_max", "n_opt_return"):
+        data[f"raw_{name}"] = (budget_dims, np.stack([f["values"]["raw"][name] for f in per_game]))
     for name in ("edge", "skipped", "used_in_fit", "status", "n_sizes", "log10n_min", "log10n_max"):
-        stacked = np.stack([np.stack([f["flags"][m][name] for m in METRICS], axis=-1) for f in per_game])
+        stacked = np.stack([np.stack([f["flags"]["vertex"][m][name] for m in METRICS], axis=-1) for f in per_game])
         target = {"log10n_min": "quad_log10n_min", "log10n_max": "quad_log10n_max"}.get(name, name)
         data[target] = (flag_dims, stacked.astype(str) if name == "status" else stacked)
+    for name in ("edge", "used_in_fit"):
+        data[f"raw_{name}"] = (flag_dims, np.stack([np.stack([f["flags"]["raw"][m][name] for m in METRICS], axis=-1)
+                                                    for f in per_game]))
+    data["held_out"] = (("game", "method", "flops", "metric"),
+                        np.stack([np.stack([np.stack([f["held_out"][m][metric] for metric in METRICS], axis=-1)
+                                            for m in METHODS]) for f in per_game]))
     data["quad_coef"] = (flag_dims + ("power",),
-                         np.stack([np.stack([f["flags"][m]["coef"] for m in METRICS], axis=1) for f in per_game]))
-    law = np.full((len(games), len(LAW_QUANTITIES), len(LAW_STATS)), np.nan)
-    for i, f in enumerate(per_game):
-        for j, quantity in enumerate(LAW_QUANTITIES):
-            if f["laws"][quantity] is not None:
-                law[i, j] = [f["laws"][quantity].to_stats(config.confidence)[s] for s in LAW_STATS]
-    data["law"] = (("game", "quantity", "stat"), law)
-    data["law_form"] = (("game", "quantity"), np.array([[f["forms"][q] for q in LAW_QUANTITIES] for f in per_game], str))
-    data["law_note"] = (("game", "quantity"), np.array([[f["notes"][q] for q in LAW_QUANTITIES] for f in per_game], str))
+                         np.stack([np.stack([f["flags"]["vertex"][m]["coef"] for m in METRICS], axis=1)
+                                   for f in per_game]))
 
-    fits = xr.Dataset(data, coords={"game": games, "flops": results["flops"].values.astype(float),
-                                    "metric": list(METRICS), "power": list(QUADRATIC_POWERS),
-                                    "quantity": list(LAW_QUANTITIES), "stat": list(LAW_STATS)})
+    laws = np.full((len(games), len(METHODS), len(FIT_SETS), len(LAW_QUANTITIES), len(LAW_STATS)), np.nan)
+    forms = np.full(laws.shape[:-1], NOT_FITTED, dtype=object)
+    notes = np.full(laws.shape[:-1], "", dtype=object)
+    for i, f in enumerate(per_game):
+        for a, method in enumerate(METHODS):
+            for b, fit_set in enumerate(FIT_SETS):
+                for c, quantity in enumerate(LAW_QUANTITIES):
+                    forms[i, a, b, c] = f["forms"][(method, fit_set)][quantity]
+                    notes[i, a, b, c] = f["notes"][(method, fit_set)][quantity]
+                    if method == "parametric" and fit_set == "all" and quantity in f["parametric_rows"]:
+                        laws[i, a, b, c] = [f["parametric_rows"][quantity][s] for s in LAW_STATS]
+                        continue
+                    fit = f["laws"][(method, fit_set)].get(quantity)
+                    extra = f["extras"][method].get(quantity) if fit_set == "all" else None
+                    if fit is not None:
+                        laws[i, a, b, c] = _law_rows(fit, extra, config.confidence)
+    law_dims = ("game", "method", "fit_set", "quantity")
+    data["laws"] = (law_dims + ("stat",), laws)
+    data["law_forms"] = (law_dims, forms.astype(str))
+    data["law_notes"] = (law_dims, notes.astype(str))
+    vertex = METHODS.index("vertex")
+    data["law"] = (("game", "quantity", "stat"), laws[:, vertex, 0])
+    data["law_form"] = (("game", "quantity"), forms[:, vertex, 0].astype(str))
+    data["law_note"] = (("game", "quantity"), notes[:, vertex, 0].astype(str))
+
+    saturating = np.full((len(games), 3, 3), np.nan)
+    saturating_cov = np.full((len(games), 3, 3), np.nan)
+    saturating_info = np.full((len(games), len(SATURATING_INFO)), np.nan)
+    for i, f in enumerate(per_game):
+        fit = f["saturating"]
+        if fit is not None:
+            saturating[i] = fit.intervals(config.confidence)
+            saturating_cov[i] = fit.covariance
+            saturating_info[i] = [fit.residual_variance, fit.dof, fit.n_points, fit.n_excluded, fit.r2, fit.shift]
+    data["saturating"] = (("game", "sat_param", "bound"), saturating)
+    data["saturating_cov"] = (("game", "sat_param", "sat_param2"), saturating_cov)
+    data["saturating_info"] = (("game", "sat_info"), saturating_info)
+    data["return_shift"] = ("game", np.array([f["shift"] for f in per_game]))
+
+    from ilscaling.parametric import PARAMETER_NAMES
+
+    parametric = np.full((len(games), len(PARAMETER_NAMES), 3), np.nan)
+    parametric_info = np.full((len(games), 4), np.nan)
+    parametric_opt = np.full((len(games), n_flops, 3, 3), np.nan)
+    for i, f in enumerate(per_game):
+        result = f["parametric"]
+        if "fit" not in result:
+            continue
+        fit = result["fit"]
+        parametric[i, :, 0] = list(fit.parameters.values())
+        parametric[i, :, 1:] = fit.parameter_intervals(config.confidence)
+        parametric_info[i] = [fit.n_points, len(fit.bootstrap), fit.objective, float(np.std(fit.log_residuals, ddof=1))]
+        for j, key in enumerate(("n_opt", "d_opt", "l_min")):
+            parametric_opt[i, :, j] = result["alloc"][key][:-1]
+    data["parametric"] = (("game", "pparam", "bound"), parametric)
+    data["parametric_info"] = (("game", "pinfo"), parametric_info)
+    data["parametric_opt"] = (("game", "flops", "ptarget", "bound"), parametric_opt)
+    data["parametric_note"] = ("game", np.array([f["parametric"]["note"] for f in per_game], str))
+    data["forecast"] = (("game", "method", "target", "bound"), np.stack([f["forecast"] for f in per_game]))
+    data["forecast_budget"] = ("game", np.array([f["forecast_budget"] for f in per_game]))
+
+    fits = xr.Dataset(data, coords={
+        "game": games, "flops": results["flops"].values.astype(float), "metric": list(METRICS),
+        "power": list(QUADRATIC_POWERS), "quantity": list(LAW_QUANTITIES), "stat": list(LAW_STATS),
+        "method": list(METHODS), "fit_set": list(FIT_SETS), "target": list(TARGETS), "bound": list(BOUNDS),
+        "sat_param": list(SATURATING_PARAMETERS), "sat_param2": list(SATURATING_PARAMETERS),
+        "sat_info": list(SATURATING_INFO), "pparam": list(PARAMETER_NAMES),
+        "pinfo": ["n_points", "n_bootstrap", "huber_objective", "log_residual_sd"],
+        "ptarget": ["n_opt", "d_opt", "l_min"]})
     fits.attrs.update(config.to_attrs())
     fits.attrs.update(
-        description="isoFLOP profiles and power laws of a BC scaling sweep (ilscaling.scaling)",
+        description="isoFLOP profiles, power laws and parametric fits of a BC scaling sweep (ilscaling.scaling)",
         quad_coef="parabola in x=log10(params): log10(loss) for metric=loss, return for metric=return",
         law=(f"'{POWER_LAW}': log10 y = intercept + slope*log10 x (y = 10**intercept * x**slope); "
              f"'{LINEAR_IN_LOG10_X}': y = intercept + slope*log10 x; x = FLOPs, except "
-             f"return_vs_loss where x = 1/loss and y = return"),
+             f"return_vs_loss where x = 1/loss and y = return (+ return_shift); r_max is fitted on "
+             f"R_max + return_shift"),
+        methods="raw: best evaluated size per budget; vertex: vertex of the parabola in log10 N (raw "
+                "point at an edge); parametric: L(N, D) = E + A/N^alpha + B/D^beta, Huber on log loss",
+        saturating="R + return_shift = 1 / (a * (1/L)**d + b), least squares on log R; bounds lo/hi "
+                   "are t intervals from the covariance",
+        forecast="value and prediction interval at forecast_budget; parametric N*, D*: bootstrap confidence "
+                 "interval; parametric L: bootstrap with resampled residuals; parametric R: return-vs-loss "
+                 "law at the predicted loss",
     )
     fits["n_opt"].attrs.update(long_name="loss-optimal parameters N_opt")
     fits["d_opt"].attrs.update(long_name="training samples at N_opt (D_opt)")
@@ -526,13 +1042,31 @@ def fit_results(results: xr.Dataset, config: FitConfig = FitConfig()) -> xr.Data
     return fits
 
 
-def law_fit(fits: xr.Dataset, game: str, quantity: str) -> LineFit | None:
+def law_fit(fits: xr.Dataset, game: str, quantity: str, method: str = "vertex", fit_set: str = "all") -> LineFit | None:
     """The stored fit of one power law (None if it was not fitted), ready for bands."""
-    form = str(fits["law_form"].sel(game=game, quantity=quantity).item())
+    where = {"game": game, "quantity": quantity, "method": method, "fit_set": fit_set}
+    if "laws" not in fits:  # fits files written before methods existed
+        where = {"game": game, "quantity": quantity}
+        form, row = str(fits["law_form"].sel(where).item()), fits["law"].sel(where)
+    else:
+        form, row = str(fits["law_forms"].sel(where).item()), fits["laws"].sel(where)
     if form == NOT_FITTED:
         return None
-    row = fits["law"].sel(game=game, quantity=quantity)
-    return LineFit.from_stats({s: float(row.sel(stat=s)) for s in LAW_STATS}, form)
+    stats = {s: float(row.sel(stat=s)) for s in LAW_STATS if s in row["stat"].values}
+    if not np.isfinite(stats.get("var_slope", np.nan)) and not np.isfinite(stats.get("residual_variance", np.nan)) \
+            and not np.isfinite(stats.get("dof", np.nan)):
+        return None  # a line through model optima (parametric) has no OLS statistics to rebuild
+    return LineFit.from_stats(stats, form)
+
+
+def saturating_fit(fits: xr.Dataset, game: str) -> SaturatingFit | None:
+    """The stored saturating return-vs-loss fit of a game, or None."""
+    coef = fits["saturating"].sel(game=game, bound="value").values
+    if not np.all(np.isfinite(coef)):
+        return None
+    info = {k: float(fits["saturating_info"].sel(game=game, sat_info=k)) for k in SATURATING_INFO}
+    return SaturatingFit(coef, fits["saturating_cov"].sel(game=game).values, info["residual_variance"],
+                         int(info["dof"]), int(info["n_points"]), int(info["n_excluded"]), info["r2"], info["shift"])
 
 
 def stored_quadratic(fits: xr.Dataset, game: str, flops: float, metric: str) -> np.ndarray:
@@ -553,38 +1087,108 @@ LAW_LABELS = {
 }
 
 
-def _format_interval(row: xr.DataArray) -> str:
-    lo, hi = float(row.sel(stat="slope_lo")), float(row.sel(stat="slope_hi"))
-    return "n/a (< 3 points)" if not np.isfinite(lo) else f"[{lo:.3f}, {hi:.3f}]"
+def _format_interval(row: xr.DataArray, name: str = "slope") -> str:
+    lo, hi = float(row.sel(stat=f"{name}_lo")), float(row.sel(stat=f"{name}_hi"))
+    return "n/a" if not np.isfinite(lo) else f"[{lo:.3f}, {hi:.3f}]"
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "–" if not np.isfinite(value) else f"{value:.{digits}g}"
+
+
+def _law_table(fits: xr.Dataset, game: str, level: str) -> list[str]:
+    """Every law of every method: exponent, interval, fit quality, cross-validation, holdout."""
+    lines = [f"| method | law | form | exponent | {level} interval | R² | points | CV folds | CV RMSE | "
+             f"CV PI coverage | holdout RMSE | holdout in PI | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method in METHODS:
+        for quantity in LAW_QUANTITIES:
+            where = {"game": game, "method": method, "fit_set": "all", "quantity": quantity}
+            if method != "vertex" and quantity == "return_vs_loss":
+                continue  # one fit for every method, listed once
+            if method == "parametric" and quantity == "r_max":
+                continue
+            row = fits["laws"].sel(where)
+            form = str(fits["law_forms"].sel(where).item())
+            note = str(fits["law_notes"].sel(where).item())
+            label = LAW_LABELS[quantity] if form != LINEAR_IN_LOG10_X else "R_max = a + b log10 C"
+            if form == NOT_FITTED:
+                lines.append(f"| {method} | {label} | {form} | – | – | – | 0 | – | – | – | – | – | {note} |")
+                continue
+            stat = {s: float(row.sel(stat=s)) for s in LAW_STATS}
+            folds = int(stat["cv_folds"]) if np.isfinite(stat["cv_folds"]) else 0
+            lines.append(
+                f"| {method} | {label} | {form} | {stat['slope']:.3f} | {_format_interval(row)} | "
+                f"{_number(stat['r2'])} | {int(stat['n_points'])} | {folds} | {_number(stat['cv_rmse'])} | "
+                f"{_number(stat['cv_coverage'], 2)} | {_number(stat['holdout_rmse'])} | "
+                f"{_number(stat['holdout_coverage'], 2)} | {note} |")
+    return lines
+
+
+def _extra_tables(fits: xr.Dataset, game: str, level: str) -> list[str]:
+    """Saturating return-vs-loss, parametric L(N, D), and the forecast of one game."""
+    lines = [""]
+    shift = float(fits["return_shift"].sel(game=game))
+    sat = fits["saturating"].sel(game=game)
+    if np.isfinite(sat.sel(bound="value")).all():
+        a, d, b = (sat.sel(sat_param=k) for k in SATURATING_PARAMETERS)
+        info = fits["saturating_info"].sel(game=game)
+        lines += [f"Saturating return vs loss, R{' + ' + format(shift, 'g') if shift else ''} = 1 / (a (1/L)^d + b): "
+                  + ", ".join(f"{k} = {_number(float(v.sel(bound='value')), 4)} "
+                              f"[{_number(float(v.sel(bound='lo')), 3)}, {_number(float(v.sel(bound='hi')), 3)}]"
+                              for k, v in zip(SATURATING_PARAMETERS, (a, d, b)))
+                  + f" ({level} intervals; {int(info.sel(sat_info='n_points'))} points, "
+                    f"{int(info.sel(sat_info='n_excluded'))} excluded, R² on log R {_number(float(info.sel(sat_info='r2')))})."]
+    else:
+        lines.append("Saturating return vs loss: not fitted (fewer than 4 usable points or no convergence).")
+    if shift:
+        lines.append(f"Returns were shifted by +{shift:g} before log fits (negative_returns = shift).")
+    par = fits["parametric"].sel(game=game)
+    if np.isfinite(par.sel(bound="value")).all():
+        lines += ["", f"Parametric fit L(N, D) = E + A/N^alpha + B/D^beta ({fits['parametric_note'].sel(game=game).item()}; "
+                      f"{level} bootstrap intervals):", "",
+                  "| " + " | ".join(fits["pparam"].values) + " |", "|---" * len(fits["pparam"]) + "|",
+                  "| " + " | ".join(f"{_number(float(p.sel(bound='value')), 4)} [{_number(float(p.sel(bound='lo')))}, "
+                                    f"{_number(float(p.sel(bound='hi')))}]" for p in par.transpose("pparam", ...)) + " |"]
+    else:
+        lines += ["", f"Parametric fit: {fits['parametric_note'].sel(game=game).item()}."]
+    budget = float(fits["forecast_budget"].sel(game=game))
+    lines += ["", f"Forecast at C* = {budget_text(budget)} FLOPs (value [{level} prediction interval]; parametric N*, D* "
+                  f"carry confidence intervals):", "", "| method | N* | D* | L | R |", "|---|---|---|---|---|"]
+    for method in METHODS:
+        cells = []
+        for target in TARGETS:
+            v = fits["forecast"].sel({"game": game, "method": method, "target": target})
+            value, lo, hi = (float(v.sel(bound=k)) for k in BOUNDS)
+            cells.append("–" if not np.isfinite(value) else f"{_number(value)} [{_number(lo)}, {_number(hi)}]")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def summary_markdown(fits: xr.Dataset) -> str:
-    """A table per game: each law's exponent, 95% interval, budgets used, and the flagged budgets."""
+    """A table per game: each law's exponent by method with intervals, checks, flags, parametric fit and forecast."""
     config = FitConfig.from_attrs(fits.attrs)
     level = f"{100 * config.confidence:g}%"
-    lines = ["# Scaling-law fits", "",
-             f"Settings: exclude_edge_budgets={config.exclude_edge_budgets}, "
-             f"min_sizes_per_budget={config.min_sizes_per_budget}, confidence={config.confidence}.", ""]
+    settings = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items())
+    lines = ["# Scaling-law fits", "", f"Settings: {settings}.", "",
+             "Methods: raw = best evaluated size per budget (the authors' plots); vertex = vertex of a parabola "
+             "in log10 N (raw point at an edge); parametric = L(N, D) surface. CV = one-step-ahead over budgets, "
+             "errors in log10 units for power laws; holdout = refit without the largest "
+             f"{config.holdout_budgets} budget(s).", ""]
     for game in fits["game"].values:
-        lines += [f"## {game}", "", f"| law | form | exponent | {level} interval | R² | points used | note |",
-                  "|---|---|---|---|---|---|---|"]
-        for quantity in LAW_QUANTITIES:
-            row = fits["law"].sel(game=game, quantity=quantity)
-            form = str(fits["law_form"].sel(game=game, quantity=quantity).item())
-            note = str(fits["law_note"].sel(game=game, quantity=quantity).item())
-            label = LAW_LABELS[quantity] if form != LINEAR_IN_LOG10_X else "R_max = a + b log10 C"
-            if form == NOT_FITTED:
-                lines.append(f"| {label} | {form} | – | – | – | 0 | {note} |")
-                continue
-            lines.append(f"| {label} | {form} | {float(row.sel(stat='slope')):.3f} | {_format_interval(row)} | "
-                         f"{float(row.sel(stat='r2')):.3f} | {int(row.sel(stat='n_points'))} | {note} |")
-        lines.append("")
+        lines += [f"## {game}", ""] + _law_table(fits, game, level) + [""]
         for metric in METRICS:
             status = fits["status"].sel(game=game, metric=metric)
             flagged = [f"{budget_text(c)} ({s})" for c, s in zip(fits["flops"].values, status.values)
                        if str(s).startswith(("edge", "skipped"))]
-            lines.append(f"- {metric} profiles, flagged or skipped budgets: {', '.join(flagged) if flagged else 'none'}")
-        lines.append("")
+            raw_edge = [budget_text(c) for c, e in zip(fits["flops"].values,
+                                                       fits["raw_edge"].sel(game=game, metric=metric).values) if e]
+            lines.append(f"- {metric} profiles, vertex method, flagged or skipped budgets: "
+                         f"{', '.join(flagged) if flagged else 'none'}")
+            lines.append(f"- {metric} profiles, raw optimum at an edge of the evaluated sizes: "
+                         f"{', '.join(raw_edge) if raw_edge else 'none'} "
+                         f"({'excluded from' if config.exclude_edge_budgets else 'kept in'} the power laws)")
+        lines += _extra_tables(fits, game, level) + [""]
     return "\n".join(lines)
 
 

@@ -1,6 +1,18 @@
 # isoFLOP profiles and power laws of every game, from the gathered results alone.
 
 
+def fit_options():
+    """Every fit: key of the config as an `ilscaling fit` flag."""
+    flags = []
+    for key, value in config["fit"].items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif value is not None:
+            flags.append(f"{flag} {float(value) if key == 'forecast_budget' else value}")
+    return " ".join(flags)
+
+
 rule fit_scaling_laws:
     input:
         RES + "/scaling/results.nc",
@@ -10,10 +22,9 @@ rule fit_scaling_laws:
     log:
         "logs/fit_scaling_laws.log",
     params:
-        edge="--exclude-edge-budgets" if config["fit"]["exclude_edge_budgets"] else "--no-exclude-edge-budgets",
-        min_sizes=config["fit"]["min_sizes_per_budget"],
+        options=fit_options(),
     conda:
         CONDA_ENV
     shell:
         "{ILSCALING} fit --results {input} --out-nc {output.fits} --summary {output.summary} "
-        "{params.edge} --min-sizes-per-budget {params.min_sizes} > {log} 2>&1"
+        "{params.options} > {log} 2>&1"

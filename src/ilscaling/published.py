@@ -1,0 +1,383 @@
+"""Published results into the project's results Dataset (dims game, flops, params, seed).
+
+Three inputs, all giving the Dataset that `ilscaling.evaluate.gather_results` writes (loss,
+return, return_sem, samples, epochs; NaN where not run; `expert_return` per game):
+
+* the authors' released Atari `experiment_data` (Tuyls et al. 2023): torch pickles mapping a
+  budget string such as '1e13' to {num_params: value} in `eval_loss/eval_loss_<Game>.tar`,
+  `eval_return/eval_return_<Game>.tar` (+ `eval_return_<Game>_<seed>.tar`) and
+  `flop_params_to_samples/flop_params_to_samples_<Game>.tar`;
+* their NetHack layout, `<experiment>/<run_id>/eval_loss_overlap_<k>_model_<budget>.tar`
+  (a dict with eval_loss, eval_se, params, samples) and `eval_returns_model_<budget>.txt`
+  (one episode return per line);
+* a tidy CSV with columns game, flops, params, samples, seed, loss, return (seed optional;
+  empty cells allowed).
+
+Extra Atari seed files are combined the way the authors' plotting code does it: a running
+mean over files, `value = (value * i + extra) / (i + 1)` with i counting the files read so far
+(so a size missing from one file weighs the later ones differently from a plain mean). Each
+file is kept as its own `seed`, and the weights that reproduce the authors' numbers are stored
+as `return_weight`; `ilscaling.scaling.seed_means` uses them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+DIMS = ("game", "flops", "params", "seed")
+VALUE_COLUMNS = ("loss", "return", "return_sem", "samples", "epochs")
+CSV_COLUMNS = ("game", "flops", "params", "samples", "loss", "return")
+ATARI_FOLDERS = ("eval_loss", "eval_return", "flop_params_to_samples")
+NETHACK_LOSS = re.compile(r"eval_loss_overlap_(?P<overlap>\d+)_model_(?P<budget>[0-9.]+e\+?[0-9]+)\.tar$")
+NETHACK_RETURNS = re.compile(r"eval_returns_model_(?P<budget>[0-9.]+e\+?[0-9]+)\.txt$")
+ATARI_GAME = re.compile(r"^eval_(?:loss|return)_(?P<game>[A-Za-z0-9]+)\.tar$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout detection
+# ---------------------------------------------------------------------------------------------
+
+def detect_layout(path: str | Path) -> str:
+    """'csv', 'atari', 'nethack' or 'experiment_data' (a folder holding atari/ and/or nethack/)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"published results not found: {path}")
+    if path.is_file():
+        if path.suffix.lower() == ".csv":
+            return "csv"
+        raise ValueError(f"unknown published-results layout: {path} is a file but not a .csv table")
+    if any((path / folder).is_dir() for folder in ATARI_FOLDERS):
+        return "atari"
+    if (path / "atari").is_dir() or (path / "nethack").is_dir():
+        return "experiment_data"
+    if any(NETHACK_LOSS.search(p.name) or NETHACK_RETURNS.search(p.name) for p in path.glob("*/*/*")):
+        return "nethack"
+    raise ValueError(f"unknown published-results layout in {path}: expected a .csv table, an Atari folder "
+                     f"with {'/'.join(ATARI_FOLDERS)}, a NetHack folder <experiment>/<run_id>/"
+                     f"eval_loss_overlap_<k>_model_<budget>.tar, or experiment_data with atari/ or nethack/")
+
+
+def list_games(path: str | Path) -> list[str]:
+    """Game names the published folder or table holds, without reading the results."""
+    path = Path(path)
+    layout = detect_layout(path)
+    if layout == "csv":
+        return sorted(pd.read_csv(path, usecols=["game"])["game"].dropna().astype(str).unique())
+    if layout == "atari":
+        return _atari_games(path)
+    if layout == "nethack":
+        return _nethack_games(path)
+    games = []
+    if (path / "atari").is_dir():
+        games += _atari_games(path / "atari")
+    if (path / "nethack").is_dir():
+        games += _nethack_games(path / "nethack")
+    return games
+
+
+def read_published(path: str | Path) -> xr.Dataset:
+    """The results Dataset of any supported layout; ValueError naming the problem otherwise."""
+    path = Path(path)
+    layout = detect_layout(path)
+    if layout == "csv":
+        dataset = read_tidy_csv(path)
+    elif layout == "atari":
+        dataset = read_atari(path)
+    elif layout == "nethack":
+        dataset = read_nethack(path)
+    else:
+        parts = [read_atari(path / "atari")] if (path / "atari").is_dir() else []
+        parts += [read_nethack(path / "nethack")] if (path / "nethack").is_dir() else []
+        dataset = xr.concat(parts, "game", data_vars="all", join="outer") if len(parts) > 1 else parts[0]
+    check_results(dataset, str(path))
+    dataset.attrs.update(layout=layout, source_path=str(path))
+    return dataset
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared checks and assembly
+# ---------------------------------------------------------------------------------------------
+
+def _number(value, where: str) -> float:
+    """A float from a tensor or number; NaN/inf are errors naming `where`."""
+    number = float(value.item() if hasattr(value, "item") else value)
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: value is {number} (NaN or infinite)")
+    return number
+
+
+def _budget(text, where: str) -> float:
+    try:
+        budget = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: budget {text!r} is not a number such as '1e13'") from None
+    if not budget > 0 or not math.isfinite(budget):
+        raise ValueError(f"{where}: budget {text!r} must be positive and finite")
+    return budget
+
+
+def _dataset_from_rows(rows: list[dict], expert: dict[str, float] | None = None) -> xr.Dataset:
+    """Rows with DIMS and some VALUE_COLUMNS into the results Dataset (NaN where absent)."""
+    table = pd.DataFrame(rows)
+    for column in VALUE_COLUMNS:
+        if column not in table:
+            table[column] = np.nan
+    duplicated = table.duplicated(list(DIMS))
+    if duplicated.any():
+        first = table[duplicated].iloc[0]
+        raise ValueError(f"game {first['game']!r}: duplicate result for flops={first['flops']:g}, "
+                         f"params={first['params']:g}, seed={first['seed']}")
+    extra = [c for c in table.columns if c not in DIMS]
+    dataset = table.set_index(list(DIMS))[extra].to_xarray()
+    dataset = dataset.assign_coords(params=dataset["params"].values.astype(np.int64))
+    expert = expert or {}
+    dataset["expert_return"] = ("game", [expert.get(g, np.nan) for g in dataset["game"].values])
+    dataset["loss"].attrs.update(long_name="held-out cross entropy")
+    dataset["return"].attrs.update(long_name="mean episode return")
+    dataset["flops"].attrs.update(long_name="training compute budget", units="FLOPs")
+    dataset["params"].attrs.update(long_name="model parameters")
+    return dataset
+
+
+def check_results(dataset: xr.Dataset, source: str) -> None:
+    """Reject what no fit can use: no games, a game with one budget, non-positive loss."""
+    if dataset.sizes.get("game", 0) == 0 or dataset.sizes.get("flops", 0) == 0:
+        raise ValueError(f"{source}: no results (empty)")
+    for game in map(str, dataset["game"].values):
+        data = dataset.sel(game=game)
+        loss, returns = data["loss"].values, data["return"].values
+        if not (np.isfinite(loss).any() or np.isfinite(returns).any()):
+            raise ValueError(f"{source}: game {game!r} has no finite loss or return (all NaN)")
+        if np.any(loss[np.isfinite(loss)] <= 0):
+            raise ValueError(f"{source}: game {game!r} has non-positive loss values; a cross entropy must be > 0")
+        has = np.isfinite(loss) | np.isfinite(returns)
+        budgets = data["flops"].values[has.any(axis=(1, 2))]
+        if len(budgets) < 2:
+            raise ValueError(f"{source}: game {game!r} has results of a single compute budget "
+                             f"({', '.join(f'{b:g}' for b in budgets)}); scaling laws need at least 2")
+
+
+# ---------------------------------------------------------------------------------------------
+# Atari (authors' experiment_data/atari)
+# ---------------------------------------------------------------------------------------------
+
+def _atari_games(folder: Path) -> list[str]:
+    names = {m["game"] for sub in ("eval_loss", "eval_return") for p in (folder / sub).glob("*.tar")
+             if (m := ATARI_GAME.match(p.name))}
+    return sorted(names)
+
+
+def _load_table(path: Path) -> dict[float, dict[int, float]]:
+    """A torch pickle {budget string: {num_params: value}} as floats, checked."""
+    import torch
+
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is reported with its name
+        raise ValueError(f"{path}: cannot be read as a torch pickle ({type(error).__name__}: {error})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a dict from budget to {{params: value}}, got {type(raw).__name__}")
+    table = {}
+    for budget_text, by_params in raw.items():
+        budget = _budget(budget_text, str(path))
+        if not isinstance(by_params, dict):
+            raise ValueError(f"{path}: budget {budget_text!r} maps to {type(by_params).__name__}, expected a dict")
+        table[budget] = {int(params): _number(value, f"{path}, budget {budget_text}, params {params}")
+                         for params, value in by_params.items()}
+    return table
+
+
+def _authors_running_mean(tables: list[dict]) -> dict[tuple[float, int], list[float]]:
+    """Per (budget, params) the weight of each table in the authors' running mean.
+
+    Table 0 is the main file, the others the seed files in order; file i (1-based among the
+    extra files) enters as value = (value * i + extra) / (i + 1). A cell the main file lacks
+    starts from the first file that has it (the authors' code would stop there).
+    """
+    weights: dict[tuple[float, int], list[float]] = {}
+    for index, table in enumerate(tables):
+        for budget, by_params in table.items():
+            for params in by_params:
+                cell = weights.setdefault((budget, params), [0.0] * len(tables))
+                if index == 0 or sum(cell) == 0:
+                    cell[index] = 1.0
+                else:
+                    cell[:] = [w * index / (index + 1) for w in cell]
+                    cell[index] = 1.0 / (index + 1)
+    return weights
+
+
+def read_atari(folder: str | Path) -> xr.Dataset:
+    """The authors' Atari folder (eval_loss/, eval_return/, flop_params_to_samples/)."""
+    folder = Path(folder)
+    games = _atari_games(folder)
+    if not games:
+        raise ValueError(f"{folder}: no eval_loss_<Game>.tar or eval_return_<Game>.tar files (empty)")
+    rows, sources = [], {}
+    for game in games:
+        loss_path = folder / "eval_loss" / f"eval_loss_{game}.tar"
+        loss = _load_table(loss_path) if loss_path.exists() else {}
+        main_return = folder / "eval_return" / f"eval_return_{game}.tar"
+        seed_files = sorted(folder.glob(f"eval_return/eval_return_{game}_*.tar"),
+                            key=lambda p: int(p.stem.rsplit("_", 1)[1]) if p.stem.rsplit("_", 1)[1].isdigit() else -1)
+        return_files = ([main_return] if main_return.exists() else []) + seed_files
+        returns = [_load_table(p) for p in return_files]
+        samples_path = folder / "flop_params_to_samples" / f"flop_params_to_samples_{game}.tar"
+        samples = _load_table(samples_path) if samples_path.exists() else {}
+        weights = _authors_running_mean(returns)
+        sources[game] = [p.name for p in return_files]
+        cells = set(weights) | {(b, n) for b, t in loss.items() for n in t}
+        for budget, params in sorted(cells):
+            d = samples.get(budget, {}).get(params, np.nan)
+            for seed in range(max(1, len(returns))):
+                value = returns[seed].get(budget, {}).get(params, np.nan) if returns else np.nan
+                row = {"game": game, "flops": budget, "params": params, "seed": seed, "samples": d,
+                       "return": value, "return_weight": weights.get((budget, params), [np.nan] * len(returns))[seed]
+                       if returns else np.nan,
+                       "loss": loss.get(budget, {}).get(params, np.nan) if seed == 0 else np.nan}
+                if seed == 0 or np.isfinite(value):
+                    rows.append(row)
+        # Sizes with samples but no evaluation still tell the FLOPs per sample of that size.
+        for budget, by_params in samples.items():
+            for params, d in by_params.items():
+                if (budget, params) not in cells:
+                    rows.append({"game": game, "flops": budget, "params": params, "seed": 0, "samples": d})
+    dataset = _dataset_from_rows(rows)
+    dataset["return_weight"] = dataset["return_weight"].where(dataset["return"].notnull())
+    dataset["return_weight"].attrs.update(
+        long_name="weight of each seed file in the authors' running mean (ilscaling.published)")
+    dataset.attrs["seed_sources"] = "; ".join(f"{g}: " + ", ".join(f"seed {i} = {name}" for i, name in enumerate(s))
+                                              for g, s in sources.items())
+    return dataset
+
+
+# ---------------------------------------------------------------------------------------------
+# NetHack (authors' experiment_data/nethack)
+# ---------------------------------------------------------------------------------------------
+
+def _nethack_games(folder: Path) -> list[str]:
+    experiments = sorted({p.parent.parent.name for p in folder.glob("*/*/*")
+                          if NETHACK_LOSS.search(p.name) or NETHACK_RETURNS.search(p.name)})
+    return [nethack_game_name(e) for e in experiments]
+
+
+def nethack_game_name(experiment: str) -> str:
+    """'NetHack' followed by the experiment's letters and digits (names are used in paths)."""
+    return "NetHack" + "".join(ch for ch in experiment.title() if ch.isalnum())
+
+
+def _read_nethack_run(run_dir: Path, game: str) -> list[dict]:
+    """Rows (without seed) of one run folder: per budget loss (mean over overlap files) and returns."""
+    import torch
+
+    by_budget: dict[float, dict] = {}
+    for path in sorted(run_dir.iterdir()):
+        if match := NETHACK_LOSS.search(path.name):
+            budget = _budget(match["budget"], str(path))
+            try:
+                record = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as error:  # noqa: BLE001 - reported with the file name
+                raise ValueError(f"{path}: cannot be read as a torch pickle ({type(error).__name__})") from None
+            missing = [k for k in ("eval_loss", "params", "samples") if not isinstance(record, dict) or k not in record]
+            if missing:
+                raise ValueError(f"{path}: lacks {missing} (expected a dict with eval_loss, eval_se, params, samples)")
+            entry = by_budget.setdefault(budget, {"losses": [], "params": set(), "samples": set()})
+            entry["losses"].append(_number(record["eval_loss"], str(path)))
+            entry["params"].add(int(_number(record["params"], f"{path} params")))
+            entry["samples"].add(_number(record["samples"], f"{path} samples"))
+        elif match := NETHACK_RETURNS.search(path.name):
+            budget = _budget(match["budget"], str(path))
+            text = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            returns = np.array([_number(float(line), f"{path} line {i + 1}") for i, line in enumerate(text)])
+            if len(returns) == 0:
+                raise ValueError(f"{path}: no returns (empty file)")
+            by_budget.setdefault(budget, {"losses": [], "params": set(), "samples": set()})["returns"] = returns
+    rows = []
+    for budget, entry in sorted(by_budget.items()):
+        if len(entry["params"]) > 1:
+            raise ValueError(f"{run_dir}: budget {budget:g} has files with different params {sorted(entry['params'])}")
+        if not entry["params"]:
+            raise ValueError(f"{run_dir}: budget {budget:g} has returns but no eval_loss_overlap file "
+                             f"giving its params and samples")
+        returns = entry.get("returns", np.array([]))
+        rows.append({"game": game, "flops": budget, "params": entry["params"].pop(),
+                     "samples": float(np.mean(sorted(entry["samples"]))),
+                     "loss": float(np.mean(entry["losses"])) if entry["losses"] else np.nan,
+                     "n_overlap_files": len(entry["losses"]),
+                     "return": float(returns.mean()) if len(returns) else np.nan,
+                     "return_sem": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else np.nan})
+    return rows
+
+
+def read_nethack(folder: str | Path) -> xr.Dataset:
+    """The authors' NetHack folder: <experiment>/<run_id>/ files; repeated (budget, params) are seeds.
+
+    Several eval_loss_overlap_<k> files of one run and budget are averaged (their count is kept
+    as `n_overlap_files`).
+    """
+    folder = Path(folder)
+    rows = []
+    for experiment in sorted(p for p in folder.iterdir() if p.is_dir()):
+        game = nethack_game_name(experiment.name)
+        seen: dict[tuple[float, int], int] = {}
+        for run_dir in sorted(p for p in experiment.iterdir() if p.is_dir()):
+            for row in _read_nethack_run(run_dir, game):
+                key = (row["flops"], row["params"])
+                row["seed"] = seen[key] = seen.get(key, -1) + 1
+                rows.append(row)
+    if not rows:
+        raise ValueError(f"{folder}: no NetHack results (empty)")
+    return _dataset_from_rows(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tidy CSV
+# ---------------------------------------------------------------------------------------------
+
+def read_tidy_csv(path: str | Path) -> xr.Dataset:
+    """A table with columns game, flops, params, samples, (seed,) loss, return; one row per run."""
+    path = Path(path)
+    table = pd.read_csv(path)
+    missing = [c for c in CSV_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing} (need {', '.join(CSV_COLUMNS)}, optional seed)")
+    if table.empty:
+        raise ValueError(f"{path}: no rows (empty table)")
+    if "seed" not in table:
+        table["seed"] = 0
+    for column in ("game", "flops", "params", "seed"):
+        bad = table[column].isna()
+        if bad.any():
+            raise ValueError(f"{path}: column {column!r} is NaN/empty in row {int(np.flatnonzero(bad)[0]) + 2} "
+                             f"(game, flops, params and seed identify a run and cannot be missing)")
+    for column in ("flops", "params", "samples", "loss", "return"):
+        values = pd.to_numeric(table[column], errors="coerce")
+        if (values.isna() & table[column].notna()).any():
+            row = int(np.flatnonzero(values.isna() & table[column].notna())[0]) + 2
+            raise ValueError(f"{path}: column {column!r} row {row} is not a number: {table[column].iloc[row - 2]!r}")
+        if np.isinf(values).any():
+            raise ValueError(f"{path}: column {column!r} has infinite values")
+        table[column] = values
+    table["game"] = table["game"].astype(str)
+    table["params"] = table["params"].astype(np.int64)
+    table["seed"] = table["seed"].astype(np.int64)
+    rows = table[["game", "flops", "params", "seed", "samples", "loss", "return"]].to_dict("records")
+    return _dataset_from_rows(rows)
+
+
+def write_results(dataset: xr.Dataset, out_nc: str | Path, out_csv: str | Path | None = None) -> None:
+    """results.nc (and a tidy CSV twin) written atomically."""
+    from ilscaling.io import atomic_path
+
+    with atomic_path(out_nc, suffix=".nc") as tmp:
+        dataset.to_netcdf(tmp)
+    if out_csv is not None:
+        table = dataset.drop_vars("expert_return").to_dataframe().dropna(how="all", subset=["loss", "return"])
+        with atomic_path(out_csv, suffix=".csv") as tmp:
+            table.reset_index().to_csv(tmp, index=False)
