@@ -1,5 +1,5 @@
 # Re-fit published results (the authors' experiment_data, or a tidy CSV) with no training:
-#   snakemake published --config published.path=../shared/published/atari --cores 2
+#   snakemake published --config "published={path: ../shared/published/atari}" --cores 2
 # writes results/published/{results.nc, results.csv, fits.nc, summary.md, figures/<game>/...}.
 from ilscaling.published import list_games
 
@@ -10,7 +10,7 @@ PUBLISHED_GAMES = list_games(PUBLISHED_PATH) if PUBLISHED_PATH else []
 
 def published_path(wildcards):
     if not PUBLISHED_PATH:
-        raise ValueError("target `published` needs --config published.path=<experiment_data folder or .csv>")
+        raise ValueError("target `published` needs --config 'published={path: <experiment_data folder or .csv>}'")
     return PUBLISHED_PATH
 
 
