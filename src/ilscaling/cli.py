@@ -42,7 +42,8 @@ def cmd_train_expert(args):
 
 
 def cmd_record_demos(args):
-    from ilscaling.data.atari import write_demonstrations
+    from ilscaling.data.atari import Demonstrations, write_demonstrations
+    from ilscaling.evaluate import heldout_loss
     from ilscaling.games.atari import record_demonstrations
     from ilscaling.io import load_torch
     from ilscaling.ppo import load_expert_policy
@@ -52,14 +53,21 @@ def cmd_record_demos(args):
     torch.set_num_threads(args.threads)
     expert = load_torch(args.expert, "expert checkpoint")
     game = expert["config"]["game"]
-    episodes = record_demonstrations(game, load_expert_policy(expert), args.frames, seed=args.seed,
+    policy = load_expert_policy(expert)
+    episodes = record_demonstrations(game, policy, args.frames, seed=args.seed,
                                      num_envs=args.num_envs, max_episode_steps=args.max_episode_steps,
                                      num_threads=args.threads, greedy=args.greedy)
+    # The expert's own cross entropy on its demonstrations: the held-out loss a perfect imitator
+    # would reach (about the expert's policy entropy when it samples; near 0 when greedy).
+    all_frames = Demonstrations.from_episodes(episodes.frames, episodes.actions, episodes.rewards,
+                                              range(len(episodes.actions)))
+    expert_loss = heldout_loss(policy, all_frames)
     card = write_demonstrations(episodes, args.out_dir, args.heldout_fraction, args.seed, game,
                                 greedy=args.greedy, expert_greedy_eval_return=expert["eval_mean_return"],
-                                episodes_truncated=int(episodes.truncated.sum()))
+                                episodes_truncated=int(episodes.truncated.sum()),
+                                expert_cross_entropy=expert_loss)
     print(f"{game}: {card['episodes']} episodes, {card['frames']} frames, {card['bytes'] / 1e6:.1f} MB, "
-          f"expert mean return {card['expert_mean_return']:.1f}")
+          f"expert mean return {card['expert_mean_return']:.1f}, expert cross entropy {expert_loss:.3f}")
 
 
 def cmd_train_bc(args):

@@ -86,8 +86,10 @@ def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], o
                    out_csv: str | Path) -> xr.Dataset:
     """All evaluations in one Dataset (dims game, flops, params, seed) plus a CSV twin.
 
+    From the data cards: `expert_return` and `expert_loss` (dim game).
+
     `flops` is the nominal budget; the FLOPs a checkpoint actually reached (at most one batch
-    more) are kept as `flops_actual`. `expert_return` (dim game) comes from the data cards.
+    more) are kept as `flops_actual`.
     """
     rows = []
     for path in eval_paths:
@@ -100,11 +102,15 @@ def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], o
         raise ValueError("no evaluation results to gather")
     table = pd.DataFrame(rows).sort_values(["game", "flops", "params", "seed"])
     dataset = table.set_index(["game", "flops", "params", "seed"]).to_xarray()
-    expert = {}
+    cards = {}
     for path in card_paths:
         card = read_json(path, "data card")
-        expert[card["game"]] = card["expert_mean_return"]
-    dataset["expert_return"] = ("game", [expert.get(g, np.nan) for g in dataset.game.values])
+        cards[card["game"]] = card
+    games = dataset.game.values
+    dataset["expert_return"] = ("game", [cards.get(g, {}).get("expert_mean_return", np.nan) for g in games])
+    # The expert's cross entropy on its own demonstrations: the floor of the held-out loss.
+    dataset["expert_loss"] = ("game", [cards.get(g, {}).get("expert_cross_entropy", np.nan) for g in games])
+    dataset["expert_loss"].attrs.update(long_name="expert's cross entropy on its demonstrations (loss floor)")
     dataset["loss"].attrs.update(long_name="held-out cross entropy", units="nats")
     dataset["return"].attrs.update(long_name="mean episode return of the sampled policy")
     dataset["flops"].attrs.update(long_name="training compute budget", units="FLOPs")
