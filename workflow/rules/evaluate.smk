@@ -34,6 +34,8 @@ rule gather_results:
         csv=RES + "/scaling/results.csv",
     log:
         "logs/gather_results.log",
+    benchmark:
+        RES + "/benchmarks/gather_results.tsv"
     conda:
         CONDA_ENV
     shell:

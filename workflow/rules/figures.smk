@@ -15,6 +15,8 @@ rule plot_game:
         pdf=expand(RES + "/figures/{{game}}/{stem}.pdf", stem=FIGURE_STEMS),
     log:
         "logs/{game}/plot_game.log",
+    benchmark:
+        RES + "/benchmarks/{game}/plot_game.tsv"
     conda:
         CONDA_ENV
     shell:

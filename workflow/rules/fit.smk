@@ -21,6 +21,8 @@ rule fit_scaling_laws:
         summary=report(RES + "/scaling/summary.md", category="Fits", caption="../report/summary.rst"),
     log:
         "logs/fit_scaling_laws.log",
+    benchmark:
+        RES + "/benchmarks/fit_scaling_laws.tsv"
     params:
         options=fit_options(),
     conda:
