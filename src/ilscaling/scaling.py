@@ -626,7 +626,8 @@ def fit_saturating(x, returns, *, n_excluded: int, shift: float, start: LineFit 
     dof = len(x) - 3
     residual_variance = float(residuals @ residuals / dof)
     jacobian = np.diag([a, 1.0, b])  # from (log a, d, log b) to (a, d, b)
-    covariance = jacobian @ cov_log @ jacobian
+    # curve_fit reports an unidentified parameter as an infinite covariance: no interval then.
+    covariance = jacobian @ cov_log @ jacobian if np.all(np.isfinite(cov_log)) else np.full((3, 3), np.nan)
     total = np.sum((np.log(returns) - np.log(returns).mean()) ** 2)
     r2 = float(1 - residuals @ residuals / total) if total > 0 else np.nan
     if not np.all(np.isfinite(covariance)):
