@@ -104,17 +104,14 @@ def cmd_ingest_published(args):
           f"{int(dataset['loss'].count())} loss and {int(dataset['return'].count())} return values")
 
 
-def cmd_plot_all(args):
-    from ilscaling.plots import plot_all
-
-    plot_all(args.results, args.fits, args.out_dir)
-
-
 def cmd_plot(args):
-    from ilscaling.plots import plot_game
+    from ilscaling.plots import plot_all, plot_game
 
     import xarray as xr
 
+    if args.game is None:
+        plot_all(args.results, args.fits, args.out_dir)
+        return
     with xr.open_dataset(args.results) as results, xr.open_dataset(args.fits) as fits:
         plot_game(results.load(), fits.load(), args.game, Path(args.out_dir))
 
@@ -196,16 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-csv", default=None)
     p.set_defaults(func=cmd_ingest_published)
 
-    p = commands.add_parser("plot-all", help="figures of every game of a fits file, in <out-dir>/<game>/")
+    p = commands.add_parser("plot", help="figures from the results and fits files (no refitting)")
     p.add_argument("--results", required=True)
     p.add_argument("--fits", required=True)
-    p.add_argument("--out-dir", required=True)
-    p.set_defaults(func=cmd_plot_all)
-
-    p = commands.add_parser("plot", help="figures of one game from the results and fits files")
-    p.add_argument("--results", required=True)
-    p.add_argument("--fits", required=True)
-    p.add_argument("--game", required=True)
+    p.add_argument("--game", help="one game, into --out-dir; without it every game, into <out-dir>/<game>/")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_plot)
 
