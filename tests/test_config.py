@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from ilscaling.config import ConfigError, propose_grid, sweep_runs, validate_config
+from ilscaling.models.atari import model_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,8 +73,8 @@ def test_defaults_are_filled_in():
 
 def test_proposed_grid_centres_on_the_expected_optimum():
     budgets = [1e10, 1e11, 1e12, 1e13]
-    grid = propose_grid(budgets, [1, 2, 4, 8, 16, 32, 64, 128], 4, batch_size=128, sizes_per_budget=4,
-                        samples_per_param=20, min_steps=20)
+    sizes = {w: model_size(w, 4) for w in [1, 2, 4, 8, 16, 32, 64, 128]}
+    grid = propose_grid(budgets, sizes, samples_per_step=128, sizes_per_budget=4, samples_per_param=20, min_steps=20)
     assert list(grid) == ["1e10", "1e11", "1e12", "1e13"]
     assert all(3 <= len(w) <= 4 for w in grid.values())  # 1e10 buys width 8 too few steps
     centres = [sorted(w)[len(w) // 2] for w in grid.values()]

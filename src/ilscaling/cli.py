@@ -80,7 +80,21 @@ def cmd_evaluate(args):
     from ilscaling.evaluate import evaluate_checkpoint
 
     evaluate_checkpoint(args.checkpoint, args.heldout, args.out, episodes=args.episodes, seed=args.seed,
-                        max_episode_steps=args.max_episode_steps, num_threads=args.threads)
+                        max_episode_steps=args.max_episode_steps, num_threads=args.threads,
+                        processes=args.processes, envs=args.envs, ttyrec_dir=args.ttyrec_dir)
+
+
+def cmd_build_nethack_dataset(args):
+    from ilscaling.data.nethack import build_database, dataset_card, make_split
+    from ilscaling.io import read_json
+
+    bot_card = read_json(args.bot_card, "bot data card") if args.bot_card else None
+    games = build_database(args.root, args.db, args.name)
+    print(f"{args.root}: {games} games indexed into {args.db} as {args.name!r}")
+    split = make_split(args.db, args.name, args.split, heldout_fraction=args.heldout_fraction, seed=args.seed,
+                       where=args.filter, expected_games=bot_card["games"] if bot_card else None,
+                       seq_length=args.unroll)
+    dataset_card(split, bot_card, args.card)
 
 
 def cmd_gather(args):
@@ -119,12 +133,13 @@ def cmd_plot(args):
 def cmd_propose_grid(args):
     import yaml
 
-    from ilscaling.config import sweep_grid, validate_config
+    from ilscaling.config import FAMILIES, family, games_of, sweep_grid, validate_config
 
     config = validate_config(yaml.safe_load(Path(args.configfile).read_text()))
-    config["atari"]["sweep"].pop("grid", None)
-    for game in config["atari"]["games"]:
-        print(f"# {game}: proposed atari.sweep.grid (budget -> widths)")
+    for section in FAMILIES:
+        config.get(section, {}).get("sweep", {}).pop("grid", None)
+    for game in games_of(config):
+        print(f"# {game}: proposed {family(game)}.sweep.grid (budget -> widths)")
         print(yaml.safe_dump({"grid": sweep_grid(config, game)}, default_flow_style=None, sort_keys=False))
 
 
@@ -158,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train-bc", help="one BC run, checkpointed at its FLOP budgets")
     add_dataclass_arguments(p, BCArgs)
-    p.add_argument("--train", required=True, help="train.npz of the demonstrations")
+    p.add_argument("--train", required=True, help="train.npz of the Atari demonstrations, or the NetHack split.json")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--work-dir", required=True, help="resume state and unfinished checkpoints, outside --out-dir")
     p.set_defaults(func=cmd_train_bc)
@@ -171,7 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-episode-steps", type=int, default=27000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--processes", type=int, default=1, help="NetHack: worker processes stepping the games")
+    p.add_argument("--envs", type=int, default=None, help="NetHack: games played at once (default: all)")
+    p.add_argument("--ttyrec-dir", default=None, help="NetHack: keep the games' ttyrecs here")
     p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("build-nethack-dataset", help="index NLE ttyrecs with nle.dataset and split whole games")
+    p.add_argument("--root", required=True, help="ttyrec directory holding */*.xlogfile (the bot's, or NLD-AA's)")
+    p.add_argument("--name", required=True, help="dataset name inside the database")
+    p.add_argument("--db", required=True, help="the NLD sqlite database to create")
+    p.add_argument("--split", required=True, help="split file to write (.json)")
+    p.add_argument("--card", required=True, help="data card to write (.json)")
+    p.add_argument("--filter", default=None, help="SQL condition on the games table, e.g. \"role='Mon' AND race='Hum'\"")
+    p.add_argument("--heldout-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unroll", type=int, default=80, help="sequence length used to count (and check) every frame")
+    p.add_argument("--bot-card", default=None, help="the bot's card: its game count is checked against the database")
+    p.set_defaults(func=cmd_build_nethack_dataset)
 
     p = commands.add_parser("gather", help="all evaluations into one NetCDF (and CSV)")
     p.add_argument("--evals", nargs="+", required=True)

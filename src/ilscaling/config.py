@@ -11,6 +11,8 @@ import yaml
 
 from ilscaling.flops import budget_label
 
+NETHACK = "NetHack"
+FAMILIES = ("atari", "nethack")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -61,27 +63,43 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
 
 
 def _check_meaning(config: dict) -> None:
-    """Checks a schema cannot express: known games, budgets and grids that make sense."""
+    """Checks a schema cannot express: known games, a usable dataset, budgets and grids that make sense."""
     from ilscaling.games.atari import check_game
 
-    atari = config["atari"]
-    for i, game in enumerate(atari["games"]):
-        try:
-            check_game(game)
-        except ValueError as err:
-            raise ConfigError(f"config key atari.games[{i}]: {err}") from None
-    sweep = atari["sweep"]
-    sweep["budgets"] = sorted(parse_budget(b, f"atari.sweep.budgets[{i}]") for i, b in enumerate(sweep["budgets"]))
+    if "atari" in config:
+        for i, game in enumerate(config["atari"]["games"]):
+            try:
+                check_game(game)
+            except ValueError as err:
+                raise ConfigError(f"config key atari.games[{i}]: {err}") from None
+    if "nethack" in config:
+        dataset = config["nethack"]["dataset"]
+        if dataset["source"] == "nld" and not dataset["path"]:
+            raise ConfigError("config key nethack.dataset.path: source nld needs the path of an NLE ttyrec directory")
+        if dataset["source"] == "bot":
+            games = config["nethack"]["bot"]["games"]
+            train_games = games - min(max(1, round(dataset["heldout_fraction"] * games)), games - 1)
+            if config["nethack"]["bc"]["batch_size"] > train_games:
+                raise ConfigError(f"config key nethack.bc.batch_size: {config['nethack']['bc']['batch_size']} "
+                                  f"sequences per batch, but the bot's {games} games leave {train_games} for "
+                                  "training (every row of a batch needs its own game)")
+    for family in FAMILIES:
+        if family in config:
+            _check_sweep(config[family]["sweep"], f"{family}.sweep")
+
+
+def _check_sweep(sweep: dict, key: str) -> None:
+    sweep["budgets"] = sorted(parse_budget(b, f"{key}.budgets[{i}]") for i, b in enumerate(sweep["budgets"]))
     if "grid" in sweep:
         known = {budget_label(b) for b in sweep["budgets"]}
         grid = {}
         for label, widths in sweep["grid"].items():
-            budget = parse_budget(label, f"atari.sweep.grid.{label}")
+            budget = parse_budget(label, f"{key}.grid.{label}")
             if budget_label(budget) not in known:
-                raise ConfigError(f"config key atari.sweep.grid.{label}: budget is not in atari.sweep.budgets")
+                raise ConfigError(f"config key {key}.grid.{label}: budget is not in {key}.budgets")
             unknown = sorted(set(widths) - set(sweep["widths"]))
             if unknown:
-                raise ConfigError(f"config key atari.sweep.grid.{label}: widths {unknown} are not in atari.sweep.widths")
+                raise ConfigError(f"config key {key}.grid.{label}: widths {unknown} are not in {key}.widths")
             grid[budget_label(budget)] = sorted(set(widths))
         sweep["grid"] = grid
 
@@ -96,21 +114,20 @@ def parse_budget(value, key: str) -> float:
     return budget
 
 
-def propose_grid(budgets: list[float], widths: list[int], num_actions: int, *, batch_size: int,
+def propose_grid(budgets: list[float], sizes: dict[int, tuple[int, float]], *, samples_per_step: int,
                  sizes_per_budget: int = 5, samples_per_param: float = 20.0, min_steps: int = 20
                  ) -> dict[str, list[int]]:
     """Per budget, the `sizes_per_budget` widths nearest (in log params) the expected optimum.
 
-    The expected optimum is where samples = samples_per_param x params (a Chinchilla-style prior,
-    refined by the study's own fit); a width is eligible for a budget only if the budget buys it
-    at least `min_steps` gradient steps, so every checkpoint has actually trained.
+    `sizes` maps each width to (parameters, training FLOPs per sample). The expected optimum is
+    where samples = samples_per_param x params (a Chinchilla-style prior, refined by the study's
+    own fit); a width is eligible for a budget only if the budget buys it at least `min_steps`
+    gradient steps of `samples_per_step` samples, so every checkpoint has actually trained.
     """
-    from ilscaling.models.atari import model_size
-
-    sizes = {w: model_size(w, num_actions) for w in sorted(set(widths))}
+    sizes = dict(sorted(sizes.items()))
     grid = {}
     for budget in sorted(budgets):
-        eligible = [w for w, (_, fps) in sizes.items() if budget / fps >= min_steps * batch_size]
+        eligible = [w for w, (_, fps) in sizes.items() if budget / fps >= min_steps * samples_per_step]
         if not eligible:
             continue
         # Expected optimum: budget = flops_per_sample(N) * samples_per_param * N; pick the width closest.
@@ -137,16 +154,41 @@ class Run:
         return f"w{self.width}-s{self.seed}"
 
 
+def family(game: str) -> str:
+    """The config section a game belongs to."""
+    return "nethack" if game == NETHACK else "atari"
+
+
+def games_of(config: dict) -> list[str]:
+    """Every game of the study: the Atari games, then NetHack."""
+    return [*config.get("atari", {}).get("games", []), *([NETHACK] if "nethack" in config else [])]
+
+
+def model_sizes(config: dict, game: str) -> dict[int, tuple[int, float]]:
+    """(parameters, training FLOPs per sample) of every width the game's sweep may use."""
+    widths = config[family(game)]["sweep"]["widths"]
+    if game == NETHACK:
+        from ilscaling.models.nethack import NetHackModelConfig, model_size
+
+        section = config["nethack"]
+        return {w: model_size(NetHackModelConfig(hidden=w, unroll=section["bc"]["unroll"], **section["model"]))
+                for w in widths}
+    from ilscaling.games.atari import num_actions
+    from ilscaling.models.atari import model_size
+
+    return {w: model_size(w, num_actions(game)) for w in widths}
+
+
 def sweep_grid(config: dict, game: str) -> dict[str, list[int]]:
     """The grid of a game: the explicit one from config, else the proposed one."""
-    from ilscaling.games.atari import num_actions
-
-    sweep = config["atari"]["sweep"]
+    section = config[family(game)]
+    sweep = section["sweep"]
     if "grid" in sweep:
         return sweep["grid"]
-    return propose_grid(sweep["budgets"], sweep["widths"], num_actions(game),
-                        batch_size=config["atari"]["bc"]["batch_size"], sizes_per_budget=sweep["sizes_per_budget"],
-                        samples_per_param=sweep["samples_per_param"], min_steps=sweep["min_steps"])
+    samples_per_step = section["bc"]["batch_size"] * section["bc"].get("unroll", 1)
+    return propose_grid(sweep["budgets"], model_sizes(config, game), samples_per_step=samples_per_step,
+                        sizes_per_budget=sweep["sizes_per_budget"], samples_per_param=sweep["samples_per_param"],
+                        min_steps=sweep["min_steps"])
 
 
 def sweep_runs(config: dict, game: str) -> list[Run]:
@@ -157,4 +199,4 @@ def sweep_runs(config: dict, game: str) -> list[Run]:
         for width in widths:
             budgets_of.setdefault(width, []).append(float(label))
     return [Run(game, width, seed, tuple(sorted(budgets)))
-            for width, budgets in sorted(budgets_of.items()) for seed in config["atari"]["bc"]["seeds"]]
+            for width, budgets in sorted(budgets_of.items()) for seed in config[family(game)]["bc"]["seeds"]]

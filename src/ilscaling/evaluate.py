@@ -2,8 +2,10 @@
 
 Per checkpoint: the held-out loss (mean cross entropy over every held-out frame) and the mean
 return of the sampled policy (softmax sampling, as the paper) over full games played in
-parallel on ALE's vector env with batched inference. Every checkpoint is evaluated on the same
+parallel with batched inference. Atari: ALE's vector env, every checkpoint on the same
 environment seeds (common random numbers), which lowers the variance between model sizes.
+NetHack: the in-game score is the return; games run in worker processes (games/nethack_vec.py)
+and cannot be seeded, so each game's max depth, turns, death cause and NLE seeds are recorded.
 """
 
 from __future__ import annotations
@@ -20,12 +22,11 @@ import xarray as xr
 from ilscaling.data.atari import Demonstrations
 from ilscaling.games.atari import play_episodes
 from ilscaling.io import atomic_path, load_torch, provenance, read_json, write_json
-from ilscaling.models.atari import WidthCNN
+from ilscaling.models import NETHACK, build_model
 
 
-def load_bc_model(checkpoint: dict) -> WidthCNN:
-    config = checkpoint["config"]
-    model = WidthCNN(config["width"], config["num_actions"])
+def load_bc_model(checkpoint: dict) -> torch.nn.Module:
+    model = build_model(checkpoint["config"])
     model.load_state_dict(checkpoint["model"])
     return model.eval()
 
@@ -42,36 +43,84 @@ def heldout_loss(model: torch.nn.Module, demos: Demonstrations, batch_size: int 
     return total / len(demos)
 
 
+@torch.inference_mode()
+def nethack_heldout_loss(model: torch.nn.Module, split_path: str | Path, *, batch_size: int, unroll: int
+                         ) -> tuple[float, int]:
+    """Mean cross entropy over every frame of the held-out games, and their number of frames.
+
+    The games are read as in training (rows of whole games, the recurrent state carried).
+    """
+    from ilscaling.data.nethack import Split, sequence_batches
+
+    split = Split.load(split_path)
+    batch_size = min(batch_size, len(split.heldout))
+    state = model.initial_state(batch_size)
+    total, frames = 0.0, 0
+    for batch in sequence_batches(split.db, split.dataset, split.heldout, batch_size=batch_size, seq_length=unroll):
+        batch = {k: torch.from_numpy(v) for k, v in batch.items()}
+        logits, state = model(batch["tty_chars"], batch["tty_colors"], batch["tty_cursor"], batch["prev_action"],
+                              batch["done"], state)
+        valid = batch["valid"]
+        total += F.cross_entropy(logits[valid].float(), batch["action"][valid], reduction="sum").item()
+        frames += int(valid.sum())
+    return total / frames, frames
+
+
 def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, out_path: str | Path, *,
                         episodes: int, seed: int, max_episode_steps: int, num_threads: int = 1,
+                        processes: int = 1, envs: int | None = None, ttyrec_dir: str | Path | None = None,
                         log=print) -> dict:
-    """Held-out loss and sampled-policy return of one checkpoint, written to `out_path` (JSON)."""
+    """Held-out loss and sampled-policy return of one checkpoint, written to `out_path` (JSON).
+
+    NetHack only: `processes` worker processes step `envs` games at a time (default: all
+    `episodes` at once); `ttyrec_dir` keeps the games' ttyrecs.
+    """
     torch.set_num_threads(num_threads)
     checkpoint = load_torch(checkpoint_path, "BC checkpoint")
     model = load_bc_model(checkpoint)
-    demos = Demonstrations.load(heldout_path)
-    started = time.perf_counter()
-    loss = heldout_loss(model, demos)
-    loss_s = time.perf_counter() - started
-
-    game = checkpoint["config"]["game"]
+    config = checkpoint["config"]
+    game = config["game"]
     generator = torch.Generator().manual_seed(seed)
+    extra = {}
     started = time.perf_counter()
-    played = play_episodes(game, model, episodes, seed=seed, greedy=False, max_episode_steps=max_episode_steps,
-                           num_threads=num_threads, generator=generator)
-    rollout_s = time.perf_counter() - started
-    returns = np.asarray(played.returns, dtype=float)
+    if game == NETHACK:
+        from ilscaling.games.nethack_vec import play_games
+
+        loss, heldout_frames = nethack_heldout_loss(model, heldout_path, batch_size=config["batch_size"],
+                                                    unroll=config["unroll"])
+        loss_s = time.perf_counter() - started
+        started = time.perf_counter()
+        with torch.backends.mkldnn.flags(enabled=False):  # oneDNN's LSTM is slow at T=1 (see notes)
+            played = play_games(model, episodes, envs=envs or episodes, processes=processes,
+                                max_episode_steps=max_episode_steps, generator=generator, savedir=ttyrec_dir,
+                                log=log)
+        rollout_s = time.perf_counter() - started
+        returns, lengths = np.asarray(played.scores, dtype=float), np.asarray(played.steps)
+        truncated = np.asarray(played.truncated)
+        extra = {"max_depths": played.max_depths, "mean_max_depth": float(np.mean(played.max_depths)),
+                 "turns": played.turns, "deaths": played.deaths, "nle_seeds": played.seeds,
+                 "ttyrec_dir": str(ttyrec_dir) if ttyrec_dir else None}
+    else:
+        demos = Demonstrations.load(heldout_path)
+        loss, heldout_frames = heldout_loss(model, demos), len(demos)
+        loss_s = time.perf_counter() - started
+        started = time.perf_counter()
+        played = play_episodes(game, model, episodes, seed=seed, greedy=False, max_episode_steps=max_episode_steps,
+                               num_threads=num_threads, generator=generator)
+        rollout_s = time.perf_counter() - started
+        returns, lengths = np.asarray(played.returns, dtype=float), np.asarray(played.lengths)
+        truncated = np.asarray(played.truncated)
     result = {
         "game": game, "width": checkpoint["config"]["width"], "seed": checkpoint["config"]["seed"],
         "budget": checkpoint["budget"], "flops": checkpoint["flops"], "params": checkpoint["params"],
         "samples": checkpoint["samples"], "epochs": checkpoint["epochs"], "train_loss": checkpoint["train_loss"],
-        "loss": loss, "heldout_frames": len(demos),
+        "loss": loss, "heldout_frames": heldout_frames,
         "return": float(returns.mean()),
         "return_sem": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else float("nan"),
-        "episode_returns": returns.tolist(), "episode_lengths": np.asarray(played.lengths).tolist(),
-        "episodes_truncated": int(np.sum(played.truncated)), "eval_seed": seed,
-        "rollout_steps_per_s": float(np.sum(played.lengths) / max(rollout_s, 1e-9)),
-        "loss_s": loss_s, "rollout_s": rollout_s, "provenance": provenance(),
+        "episode_returns": returns.tolist(), "episode_lengths": lengths.tolist(),
+        "episodes_truncated": int(truncated.sum()), "eval_seed": seed,
+        "rollout_steps_per_s": float(lengths.sum() / max(rollout_s, 1e-9)),
+        "loss_s": loss_s, "rollout_s": rollout_s, "provenance": provenance(), **extra,
     }
     log(f"{game} w{result['width']} {result['budget']:.3g} FLOPs: held-out loss {loss:.4f}, "
         f"return {result['return']:.2f} ± {result['return_sem']:.2f} over {len(returns)} episodes")

@@ -47,6 +47,35 @@ def sequential_forward_flops(layers: nn.Module, in_hw: tuple[int, int]) -> int:
     return total
 
 
+def conv1d_output_length(layer: nn.Conv1d, length: int) -> int:
+    """Length after a Conv1d (no dilation), as PyTorch computes it."""
+    return (length + 2 * layer.padding[0] - layer.kernel_size[0]) // layer.stride[0] + 1
+
+
+def conv1d_flops(layer: nn.Conv1d, out_length: int) -> int:
+    """Forward FLOPs of one Conv1d application producing `out_length` positions."""
+    return 2 * out_length * layer.out_channels * (layer.in_channels // layer.groups) * layer.kernel_size[0]
+
+
+def lstm_step_flops(input_size: int, hidden_size: int) -> int:
+    """Forward FLOPs of one LSTM time step of one sequence: the four gates' input and hidden projections."""
+    return 2 * 4 * hidden_size * (input_size + hidden_size)
+
+
+def attention_block_flops(width: int, ffn_width: int, queries: int, keys: int) -> int:
+    """Forward FLOPs of one self-attention block (Q, K, V, output projections, scores, weighted
+    values, a 2-layer feed-forward net) for `queries` new tokens attending over `keys` keys.
+
+    K and V are projected for every key (Transformer-XL: the memory's hidden states are stored,
+    its keys and values recomputed); scores and values are counted over all keys, masked or not,
+    as a dense masked attention computes them. Divide by `queries` for the cost per token.
+    """
+    projections = 2 * width * width * queries * 2 + 2 * width * 2 * width * keys  # Q, O; K, V
+    attention = 2 * queries * keys * width * 2  # QK^T and AV over all heads
+    feed_forward = 2 * 2 * width * ffn_width * queries
+    return projections + attention + feed_forward
+
+
 def training_flops_per_sample(forward_flops: float) -> float:
     """Forward + backward FLOPs of one training sample."""
     return (1.0 + BACKWARD_TO_FORWARD) * forward_flops

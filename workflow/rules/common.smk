@@ -3,7 +3,7 @@ import sys
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from ilscaling.config import validate_config, sweep_runs
+from ilscaling.config import NETHACK, games_of, validate_config, sweep_runs
 from ilscaling.flops import budget_label
 from ilscaling.games.atari import num_actions
 from ilscaling.plots import FIGURE_STEMS
@@ -11,8 +11,9 @@ from ilscaling.plots import FIGURE_STEMS
 
 validate_config(config)
 
-ATARI = config["atari"]
-GAMES = ATARI["games"]
+ATARI = config.get("atari", {})
+NH = config.get("nethack", {})
+GAMES = games_of(config)
 # The jobs run the package of the interpreter snakemake runs in (the venv), or of the rule's
 # conda environment under `--sdm conda`.
 ILSCALING = (
@@ -24,6 +25,7 @@ CONDA_ENV = "../../envs/ilscaling.yaml"
 
 RES = "results"
 GAME_DIR = RES + "/atari/{game}"
+NH_DIR = RES + "/nethack"
 
 
 wildcard_constraints:
@@ -37,20 +39,35 @@ wildcard_constraints:
 RUNS = {game: sweep_runs(config, game) for game in GAMES}
 
 
-def run_of(wildcards):
-    """The sweep run (width, seed, budgets) a job belongs to."""
-    for run in RUNS[wildcards.game]:
+def run_of(wildcards, game):
+    """The sweep run (width, seed, budgets) a job of `game` belongs to."""
+    for run in RUNS[game]:
         if run.width == int(wildcards.width) and run.seed == int(wildcards.seed):
             return run
-    raise ValueError(f"w{wildcards.width}-s{wildcards.seed} is not in the sweep grid of {wildcards.game}")
+    raise ValueError(f"w{wildcards.width}-s{wildcards.seed} is not in the sweep grid of {game}")
+
+
+def game_dir(game):
+    return NH_DIR if game == NETHACK else f"{RES}/atari/{game}"
 
 
 def eval_files(game):
     return [
-        f"{RES}/atari/{game}/eval/{run.name}-c{budget_label(budget)}.json"
+        f"{game_dir(game)}/eval/{run.name}-c{budget_label(budget)}.json"
         for run in RUNS[game]
         for budget in run.budgets
     ]
+
+
+def card_files():
+    """The data card of every game (expert return, and for Atari the expert's loss floor)."""
+    return [f"{game_dir(game)}/{'data' if game == NETHACK else 'demos'}/card.json" for game in GAMES]
+
+
+def nethack_ttyrecs(wildcards):
+    """The ttyrec root the NetHack dataset indexes: the bot's recordings, or an existing directory."""
+    dataset = NH["dataset"]
+    return NH_DIR + "/bot" if dataset["source"] == "bot" else dataset["path"]
 
 
 def figure_files(ext):

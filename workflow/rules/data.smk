@@ -16,7 +16,7 @@ rule train_expert:
             if key != "threads"
         ),
         seed=config["seed"],
-    threads: ATARI["expert"]["threads"]
+    threads: ATARI["expert"]["threads"] if ATARI else 1
     resources:
         mem_mb=4000,
     conda:
@@ -38,8 +38,8 @@ rule record_demonstrations:
     benchmark:
         RES + "/benchmarks/{game}/record_demonstrations.tsv"
     params:
-        demos=ATARI["demonstrations"],
-        greedy="--greedy" if ATARI["demonstrations"]["greedy"] else "--no-greedy",
+        demos=ATARI.get("demonstrations"),
+        greedy=lambda wc: "--greedy" if ATARI["demonstrations"]["greedy"] else "--no-greedy",
         seed=config["seed"],
     threads: 2
     resources:
@@ -51,3 +51,51 @@ rule record_demonstrations:
         "--frames {params.demos[frames]} --heldout-fraction {params.demos[heldout_fraction]} "
         "--num-envs {params.demos[num_envs]} --max-episode-steps {params.demos[max_episode_steps]} "
         "--seed {params.seed} --threads {threads} {params.greedy} > {log} 2>&1"
+
+
+rule record_nethack_bot:
+    output:
+        ttyrecs=directory(NH_DIR + "/bot"),
+    log:
+        "logs/NetHack/record_nethack_bot.log",
+    benchmark:
+        RES + "/benchmarks/NetHack/record_nethack_bot.tsv"
+    params:
+        bot=NH.get("bot"),
+        character=NH.get("character"),
+        seed=config["seed"],
+    threads: NH["bot"]["processes"] if NH else 1
+    resources:
+        mem_mb=lambda wc, threads: 1000 + 500 * threads,
+    conda:
+        CONDA_ENV
+    shell:
+        "{ILSCALING} record-nethack --out-dir {output.ttyrecs} --games {params.bot[games]} --processes {threads} "
+        "--max-episode-steps {params.bot[max_episode_steps]} --character {params.character} "
+        "--seed {params.seed} > {log} 2>&1"
+
+
+rule build_nethack_dataset:
+    input:
+        ttyrecs=nethack_ttyrecs,
+    output:
+        db=NH_DIR + "/data/nld.db",
+        split=NH_DIR + "/data/split.json",
+        card=NH_DIR + "/data/card.json",
+    log:
+        "logs/NetHack/build_nethack_dataset.log",
+    benchmark:
+        RES + "/benchmarks/NetHack/build_nethack_dataset.tsv"
+    params:
+        dataset=NH.get("dataset"),
+        filter=lambda wc: f'--filter "{NH["dataset"]["filter"]}"' if NH["dataset"]["filter"] else "",
+        bot_card=lambda wc, input: f"--bot-card {input.ttyrecs}/card.json" if NH["dataset"]["source"] == "bot" else "",
+        unroll=NH["bc"]["unroll"] if NH else 80,
+        seed=config["seed"],
+    conda:
+        CONDA_ENV
+    shell:
+        "{ILSCALING} build-nethack-dataset --root {input.ttyrecs} --name {params.dataset[name]} "
+        "--db {output.db} --split {output.split} --card {output.card} {params.filter} {params.bot_card} "
+        "--heldout-fraction {params.dataset[heldout_fraction]} --unroll {params.unroll} --seed {params.seed} "
+        "> {log} 2>&1"

@@ -12,9 +12,9 @@ rule evaluate_checkpoint:
     benchmark:
         RES + "/benchmarks/{game}/evaluate/w{width}-s{seed}-c{budget}.tsv"
     params:
-        evaluation=ATARI["evaluation"],
+        evaluation=ATARI.get("evaluation"),
         seed=config["seed"],
-    threads: ATARI["evaluation"]["threads"]
+    threads: ATARI["evaluation"]["threads"] if ATARI else 1
     resources:
         mem_mb=2000,
     conda:
@@ -25,10 +25,41 @@ rule evaluate_checkpoint:
         "--max-episode-steps {params.evaluation[max_episode_steps]} --threads {threads} > {log} 2>&1"
 
 
+rule evaluate_nethack_checkpoint:
+    input:
+        run=NH_DIR + "/runs/w{width}-s{seed}",
+        split=NH_DIR + "/data/split.json",
+    output:
+        NH_DIR + "/eval/w{width}-s{seed}-c{budget}.json",
+    log:
+        "logs/NetHack/evaluate/w{width}-s{seed}-c{budget}.log",
+    benchmark:
+        RES + "/benchmarks/NetHack/evaluate/w{width}-s{seed}-c{budget}.tsv"
+    params:
+        evaluation=NH.get("evaluation"),
+        envs=lambda wc: f"--envs {NH['evaluation']['envs']}" if NH["evaluation"]["envs"] else "",
+        ttyrecs=lambda wc: (
+            f"--ttyrec-dir {NH_DIR}/eval-ttyrecs/w{wc.width}-s{wc.seed}-c{wc.budget}"
+            if NH["evaluation"]["keep_ttyrecs"]
+            else ""
+        ),
+        seed=config["seed"],
+    threads: max(NH["evaluation"]["processes"], NH["evaluation"]["threads"]) if NH else 1
+    resources:
+        mem_mb=lambda wc: 2000 + 300 * NH["evaluation"]["processes"],
+    conda:
+        CONDA_ENV
+    shell:
+        "{ILSCALING} evaluate --checkpoint {input.run}/c{wildcards.budget}.pt --heldout {input.split} "
+        "--out {output} --episodes {params.evaluation[episodes]} --seed {params.seed} {params.envs} "
+        "--processes {params.evaluation[processes]} --threads {params.evaluation[threads]} {params.ttyrecs} "
+        "--max-episode-steps {params.evaluation[max_episode_steps]} > {log} 2>&1"
+
+
 rule gather_results:
     input:
         evals=lambda wc: [path for game in GAMES for path in eval_files(game)],
-        cards=expand(GAME_DIR + "/demos/card.json", game=GAMES),
+        cards=card_files(),
     output:
         nc=RES + "/scaling/results.nc",
         csv=RES + "/scaling/results.csv",

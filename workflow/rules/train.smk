@@ -13,11 +13,11 @@ rule train_bc:
     benchmark:
         RES + "/benchmarks/{game}/train_bc/w{width}-s{seed}.tsv"
     params:
-        budgets=lambda wc: " ".join(budget_label(b) for b in run_of(wc).budgets),
+        budgets=lambda wc: " ".join(budget_label(b) for b in run_of(wc, wc.game).budgets),
         num_actions=lambda wc: num_actions(wc.game),
-        bc=ATARI["bc"],
+        bc=ATARI.get("bc"),
         work_dir=RES + "/atari/{game}/unfinished/w{width}-s{seed}",
-    threads: ATARI["bc"]["threads"]
+    threads: ATARI["bc"]["threads"] if ATARI else 1
     resources:
         mem_mb=lambda wc: 1000 + ATARI["demonstrations"]["frames"] * 84 * 84 * 2 // 2**20,
     conda:
@@ -26,5 +26,32 @@ rule train_bc:
         "{ILSCALING} train-bc --game {wildcards.game} --width {wildcards.width} --seed {wildcards.seed} "
         "--budgets {params.budgets} --num-actions {params.num_actions} --lr {params.bc[lr]} "
         "--batch-size {params.bc[batch_size]} --num-threads {threads} "
-        "--resume-every-s {params.bc[resume_every_s]} "
+        "--resume-every-s {params.bc[resume_every_s]} --device {params.bc[device]} "
         "--train {input.train} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
+
+
+rule train_nethack_bc:
+    input:
+        split=NH_DIR + "/data/split.json",
+    output:
+        run=directory(NH_DIR + "/runs/w{width}-s{seed}"),
+    log:
+        "logs/NetHack/train_bc/w{width}-s{seed}.log",
+    benchmark:
+        RES + "/benchmarks/NetHack/train_bc/w{width}-s{seed}.tsv"
+    params:
+        budgets=lambda wc: " ".join(budget_label(b) for b in run_of(wc, NETHACK).budgets),
+        bc=NH.get("bc"),
+        model=NH.get("model"),
+        work_dir=NH_DIR + "/unfinished/w{width}-s{seed}",
+    threads: NH["bc"]["threads"] if NH else 1
+    resources:
+        mem_mb=3000,
+    conda:
+        CONDA_ENV
+    shell:
+        "{ILSCALING} train-bc --game NetHack --width {wildcards.width} --seed {wildcards.seed} "
+        "--budgets {params.budgets} --num-actions 121 --lr {params.bc[lr]} --batch-size {params.bc[batch_size]} "
+        "--unroll {params.bc[unroll]} --core {params.model[core]} --variant {params.model[variant]} "
+        "--num-threads {threads} --resume-every-s {params.bc[resume_every_s]} --device {params.bc[device]} "
+        "--train {input.split} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"

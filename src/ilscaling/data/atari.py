@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ilscaling.data import split_episodes  # noqa: F401  (re-exported: the split is shared with NetHack)
 from ilscaling.io import DataFileError, atomic_path, write_json
 
 STACK = 4
@@ -89,15 +90,6 @@ class Demonstrations:
         if demos.episode_starts[-1] != len(demos.frames) or len(demos.frames) != len(demos.actions):
             raise DataFileError(f"demonstration file {path} is inconsistent: episode offsets do not match frames")
         return demos
-
-
-def split_episodes(num_episodes: int, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of whole episodes: (train ids, held-out ids), each non-empty and sorted."""
-    if num_episodes < 2:
-        raise ValueError(f"need at least 2 episodes to split into train and held-out, got {num_episodes}")
-    order = np.random.default_rng(seed).permutation(num_episodes)
-    num_heldout = min(max(1, round(heldout_fraction * num_episodes)), num_episodes - 1)
-    return np.sort(order[num_heldout:]), np.sort(order[:num_heldout])
 
 
 def write_demonstrations(episodes, out_dir: str | os.PathLike, heldout_fraction: float, seed: int,
