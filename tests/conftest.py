@@ -19,3 +19,17 @@ def synthetic_demonstrations(num_episodes=6, length=40, num_actions=4, seed=0) -
 @pytest.fixture
 def demos():
     return synthetic_demonstrations()
+
+
+@pytest.fixture(scope="session")
+def recorded(tmp_path_factory):
+    """Four short games of the workflow's NetHack bot, indexed into an NLD database (real nle.dataset)."""
+    from ilscaling.data.nethack import build_database
+    from ilscaling.games.nethack_bot import record_bot_games
+
+    root = tmp_path_factory.mktemp("nethack")
+    card = record_bot_games(root / "ttyrecs", games=4, processes=2, max_episode_steps=300, seed=0,
+                            log=lambda *_: None)
+    db = root / "nld.db"
+    assert build_database(root / "ttyrecs", db, "bot") == 4 == card["games"]
+    return root, db, card

@@ -70,6 +70,13 @@ def cmd_record_demos(args):
           f"expert mean return {card['expert_mean_return']:.1f}, expert cross entropy {expert_loss:.3f}")
 
 
+def cmd_record_nethack(args):
+    from ilscaling.games.nethack_bot import record_bot_games
+
+    record_bot_games(args.out_dir, games=args.games, processes=args.processes,
+                     max_episode_steps=args.max_episode_steps, character=args.character, seed=args.seed)
+
+
 def cmd_train_bc(args):
     from ilscaling.train import BCArgs, train_bc
 
@@ -92,8 +99,7 @@ def cmd_build_nethack_dataset(args):
     games = build_database(args.root, args.db, args.name)
     print(f"{args.root}: {games} games indexed into {args.db} as {args.name!r}")
     split = make_split(args.db, args.name, args.split, heldout_fraction=args.heldout_fraction, seed=args.seed,
-                       where=args.filter, expected_games=bot_card["games"] if bot_card else None,
-                       seq_length=args.unroll)
+                       where=args.filter, expected_games=bot_card["games"] if bot_card else None)
     dataset_card(split, bot_card, args.card)
 
 
@@ -171,6 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="argmax actions (the paper); --no-greedy samples from the expert")
     p.set_defaults(func=cmd_record_demos)
 
+    p = commands.add_parser("record-nethack", help="record the heuristic NetHack bot's games as NLE ttyrecs")
+    p.add_argument("--out-dir", required=True, help="<out-dir>/<worker>/ ttyrecs and xlogfiles, and card.json")
+    p.add_argument("--games", type=int, required=True)
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--max-episode-steps", type=int, default=100_000)
+    p.add_argument("--character", default="mon-hum-neu-mal")
+    p.add_argument("--seed", type=int, default=0, help="seeds the bot's own choices (NetHack itself cannot be)")
+    p.set_defaults(func=cmd_record_nethack)
+
     p = commands.add_parser("train-bc", help="one BC run, checkpointed at its FLOP budgets")
     add_dataclass_arguments(p, BCArgs)
     p.add_argument("--train", required=True, help="train.npz of the Atari demonstrations, or the NetHack split.json")
@@ -200,7 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", default=None, help="SQL condition on the games table, e.g. \"role='Mon' AND race='Hum'\"")
     p.add_argument("--heldout-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--unroll", type=int, default=80, help="sequence length used to count (and check) every frame")
     p.add_argument("--bot-card", default=None, help="the bot's card: its game count is checked against the database")
     p.set_defaults(func=cmd_build_nethack_dataset)
 

@@ -56,7 +56,8 @@ def nethack_heldout_loss(model: torch.nn.Module, split_path: str | Path, *, batc
     batch_size = min(batch_size, len(split.heldout))
     state = model.initial_state(batch_size)
     total, frames = 0.0, 0
-    for batch in sequence_batches(split.db, split.dataset, split.heldout, batch_size=batch_size, seq_length=unroll):
+    for batch in sequence_batches(split.db, split.dataset, split.heldout, batch_size=batch_size, seq_length=unroll,
+                                  play_frames=split.play_frames):
         batch = {k: torch.from_numpy(v) for k, v in batch.items()}
         logits, state = model(batch["tty_chars"], batch["tty_colors"], batch["tty_cursor"], batch["prev_action"],
                               batch["done"], state)
@@ -90,10 +91,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
                                                     unroll=config["unroll"])
         loss_s = time.perf_counter() - started
         started = time.perf_counter()
-        with torch.backends.mkldnn.flags(enabled=False):  # oneDNN's LSTM is slow at T=1 (see notes)
-            played = play_games(model, episodes, envs=envs or episodes, processes=processes,
-                                max_episode_steps=max_episode_steps, generator=generator, savedir=ttyrec_dir,
-                                log=log)
+        played = play_games(model, episodes, envs=envs or episodes, processes=processes,
+                            max_episode_steps=max_episode_steps, generator=generator, savedir=ttyrec_dir, log=log)
         rollout_s = time.perf_counter() - started
         returns, lengths = np.asarray(played.scores, dtype=float), np.asarray(played.steps)
         truncated = np.asarray(played.truncated)

@@ -120,7 +120,10 @@ def irls_batch(theta, log_n, log_d, log_loss, weights, delta=HUBER_DELTA, max_it
         gradient = np.einsum("nri,nr->ni", weighted, residual)
         diagonal = np.einsum("nii->ni", normal)
         damped = normal + (damping[active][:, None] * (diagonal + 1e-12))[:, :, None] * np.eye(5)
-        step = np.linalg.solve(damped, gradient[..., None])[..., 0]
+        try:
+            step = np.linalg.solve(damped, gradient[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # a term that vanishes on every run (e.g. a resample of one size)
+            step = (np.linalg.pinv(damped) @ gradient[..., None])[..., 0]
         candidate = np.clip(rows - step, low, high)
         trial = _batch_objective(candidate, log_n, log_d, log_loss, w, delta)
         better = trial < current[active]

@@ -141,16 +141,23 @@ class NetHackTask:
         from ilscaling.data.nethack import sequence_batches
 
         self.batches = sequence_batches(self.split.db, self.split.dataset, self.games,
-                                        batch_size=self.args.batch_size, seq_length=self.args.unroll)
+                                        batch_size=self.args.batch_size, seq_length=self.args.unroll,
+                                        play_frames=self.split.play_frames)
         self.carry = self.model.initial_state(self.args.batch_size, self.device)  # every row starts a game
 
+    def _next_batch(self) -> dict:
+        """The next batch with at least one label (one of only padding and quit keys trains nothing)."""
+        while True:
+            batch = next(self.batches, None)
+            if batch is None:
+                self._new_epoch()
+                continue
+            self.pos += 1
+            if batch["valid"].any():
+                return batch
+
     def loss(self) -> tuple[torch.Tensor, int]:
-        batch = next(self.batches, None)
-        if batch is None:
-            self._new_epoch()
-            batch = next(self.batches)
-        self.pos += 1
-        batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in batch.items()}
+        batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in self._next_batch().items()}
         logits, carry = self.model(batch["tty_chars"], batch["tty_colors"], batch["tty_cursor"],
                                    batch["prev_action"], batch["done"], self.carry)
         # Truncated backpropagation: the state flows on, its gradient stops at the unroll's edge.

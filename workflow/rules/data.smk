@@ -90,12 +90,11 @@ rule build_nethack_dataset:
         dataset=NH.get("dataset"),
         filter=lambda wc: f'--filter "{NH["dataset"]["filter"]}"' if NH["dataset"]["filter"] else "",
         bot_card=lambda wc, input: f"--bot-card {input.ttyrecs}/card.json" if NH["dataset"]["source"] == "bot" else "",
-        unroll=NH["bc"]["unroll"] if NH else 80,
         seed=config["seed"],
     conda:
         CONDA_ENV
     shell:
         "{ILSCALING} build-nethack-dataset --root {input.ttyrecs} --name {params.dataset[name]} "
         "--db {output.db} --split {output.split} --card {output.card} {params.filter} {params.bot_card} "
-        "--heldout-fraction {params.dataset[heldout_fraction]} --unroll {params.unroll} --seed {params.seed} "
+        "--heldout-fraction {params.dataset[heldout_fraction]} --seed {params.seed} "
         "> {log} 2>&1"

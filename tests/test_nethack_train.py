@@ -1,0 +1,80 @@
+"""NetHack BC end to end on real bot recordings: the trainer's contract, resume, and evaluation."""
+
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from ilscaling.data.nethack import make_split
+from ilscaling.evaluate import evaluate_checkpoint
+from ilscaling.flops import budget_label
+from ilscaling.io import load_torch, read_json
+from ilscaling.models.nethack import NetHackModelConfig, model_size
+from ilscaling.train import BCArgs, train_bc
+
+
+@pytest.fixture(scope="module")
+def split_file(recorded, tmp_path_factory):
+    _, db, _ = recorded
+    path = tmp_path_factory.mktemp("split") / "split.json"
+    make_split(db, "bot", path, heldout_fraction=0.25, seed=0, log=lambda *_: None)
+    return path
+
+
+def _args(core="lstm", **overrides):
+    _, per_sample = model_size(NetHackModelConfig(hidden=16, core=core, variant="reduced", unroll=8))
+    step = per_sample * 2 * 8  # a full batch: 2 sequences of 8 frames
+    values = dict(game="NetHack", width=16, num_actions=121, batch_size=2, unroll=8, core=core, variant="reduced",
+                  lr=1e-3, budgets=[step * 3, step * 20, step * 70], device="cpu")
+    values.update(overrides)
+    return BCArgs(**values)
+
+
+@pytest.mark.parametrize("core", ["lstm", "transformer"])
+def test_checkpoints_at_budgets_through_epochs(tmp_path, split_file, core):
+    args = _args(core)
+    records = train_bc(args, split_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
+    assert [r["budget"] for r in records] == sorted(args.budgets)
+    split = read_json(split_file)
+    last = load_torch(tmp_path / "run" / f"c{budget_label(max(args.budgets))}.pt")
+    assert last["epochs"] == pytest.approx(last["samples"] / split["train_frames"])
+    assert last["epochs"] > 1  # the run went through the training games more than once
+    assert last["config"]["core"] == core and last["device"] == "cpu" and last["autocast"] is None
+    assert last["params"] == model_size(NetHackModelConfig(hidden=16, core=core, variant="reduced", unroll=8))[0]
+
+
+def test_resumed_run_is_bitwise_identical(tmp_path, split_file):
+    args = _args()
+    train_bc(args, split_file, tmp_path / "straight", tmp_path / "w1", log=lambda *_: None)
+
+    def stop_after_first_checkpoint(message):
+        if message.startswith("checkpoint"):
+            signal.raise_signal(signal.SIGUSR1)
+
+    with pytest.raises(SystemExit):
+        train_bc(args, split_file, tmp_path / "resumed", tmp_path / "w2", log=stop_after_first_checkpoint)
+    assert not (tmp_path / "resumed").exists()
+    train_bc(args, split_file, tmp_path / "resumed", tmp_path / "w2", log=lambda *_: None)
+    for budget in args.budgets:
+        name = f"c{budget_label(budget)}.pt"
+        a, b = load_torch(tmp_path / "straight" / name), load_torch(tmp_path / "resumed" / name)
+        assert a["train_loss"] == b["train_loss"] and a["samples"] == b["samples"]
+        for key in a["model"]:
+            assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_evaluation_records_each_game(tmp_path, split_file):
+    args = _args(budgets=[_args().budgets[0]])
+    train_bc(args, split_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
+    checkpoint = tmp_path / "run" / f"c{budget_label(args.budgets[0])}.pt"
+    result = evaluate_checkpoint(checkpoint, split_file, tmp_path / "eval.json", episodes=3, seed=0,
+                                 max_episode_steps=40, processes=2, envs=2, ttyrec_dir=tmp_path / "ttyrecs",
+                                 log=lambda *_: None)
+    assert result["game"] == "NetHack" and result["heldout_frames"] == read_json(split_file)["heldout_frames"]
+    assert np.isfinite(result["loss"]) and 0 < result["loss"] < np.log(121) + 1
+    assert len(result["episode_returns"]) == len(result["max_depths"]) == len(result["deaths"]) == 3
+    assert all(d >= 1 for d in result["max_depths"]) and all(length <= 40 for length in result["episode_lengths"])
+    assert result["return"] == pytest.approx(np.mean(result["episode_returns"]))
+    # Every game was kept and ended properly: one xlogfile line each.
+    assert len(list((tmp_path / "ttyrecs").glob("*/*.ttyrec*"))) == 3
