@@ -76,5 +76,9 @@ def test_evaluation_records_each_game(tmp_path, split_file):
     assert len(result["episode_returns"]) == len(result["max_depths"]) == len(result["deaths"]) == 3
     assert all(d >= 1 for d in result["max_depths"]) and all(length <= 40 for length in result["episode_lengths"])
     assert result["return"] == pytest.approx(np.mean(result["episode_returns"]))
+    # Score and turns come from the last live frame (NLE zeroes blstats at death); NetHack's own
+    # record of each game agrees on the turns and the deepest level.
+    for turns, depth, line in zip(result["turns"], result["max_depths"], result["xlogfile"]):
+        assert abs(turns - line["turns"]) <= 1 and depth == line["maxlvl"]
     # Every game was kept and ended properly: one xlogfile line each.
     assert len(list((tmp_path / "ttyrecs").glob("*/*.ttyrec*"))) == 3

@@ -98,6 +98,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         truncated = np.asarray(played.truncated)
         extra = {"max_depths": played.max_depths, "mean_max_depth": float(np.mean(played.max_depths)),
                  "turns": played.turns, "deaths": played.deaths, "nle_seeds": played.seeds,
+                 "xlogfile": played.xlogfile,
                  "ttyrec_dir": str(ttyrec_dir) if ttyrec_dir else None}
     else:
         demos = Demonstrations.load(heldout_path)

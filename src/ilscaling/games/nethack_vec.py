@@ -38,6 +38,7 @@ class Games:
     deaths: list[str] = field(default_factory=list)
     truncated: list[bool] = field(default_factory=list)
     seeds: list = field(default_factory=list)
+    xlogfile: list = field(default_factory=list)
     env_steps: int = 0
     wall_s: float = 0.0
 
@@ -50,9 +51,12 @@ def _worker(conn, character: str, max_episode_steps: int, savedirs: list[str], q
     steps = [0] * len(envs)
     depth = [0] * len(envs)
     last = [None] * len(envs)
+    live = [None] * len(envs)  # blstats of the last frame of a running game (NLE zeroes them at death)
 
     def observe(i, obs):
-        depth[i] = max(depth[i], int(obs["blstats"][nh.BL_DEPTH]))
+        if obs["blstats"].any():
+            live[i] = obs["blstats"].copy()
+            depth[i] = max(depth[i], int(live[i][nh.BL_DEPTH]))
         last[i] = obs
 
     for i, env in enumerate(envs):
@@ -74,7 +78,7 @@ def _worker(conn, character: str, max_episode_steps: int, savedirs: list[str], q
             if terminated or truncated:
                 if truncated:
                     nh.finish_game(env)  # so NetHack writes the game's xlogfile line
-                blstats = last[i]["blstats"]
+                blstats = live[i]
                 finished.append({"env": i, "score": int(blstats[nh.BL_SCORE]), "max_depth": depth[i],
                                  "turns": int(blstats[nh.BL_TIME]), "steps": steps[i], "truncated": bool(truncated),
                                  "seeds": nh.game_seeds(env)})
@@ -172,6 +176,7 @@ def play_games(model: torch.nn.Module, games: int, *, envs: int, processes: int,
             raise RuntimeError(f"environment {i} played {len(per_env[i])} games but its xlogfile has {len(lines)}")
         for record, line in zip(per_env[i], lines):
             record["death"] = line.get("death", "")
+            record["xlogfile"] = {key: line.get(key) for key in ("points", "turns", "maxlvl", "deathlev")}
     for record in sorted(records, key=lambda r: (r["env"])):
         result.scores.append(record["score"])
         result.max_depths.append(record["max_depth"])
@@ -180,6 +185,7 @@ def play_games(model: torch.nn.Module, games: int, *, envs: int, processes: int,
         result.deaths.append(record["death"])
         result.truncated.append(record["truncated"])
         result.seeds.append(record["seeds"])
+        result.xlogfile.append(record["xlogfile"])
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
     return result

@@ -1,0 +1,133 @@
+"""The NetHack expert: ending cut games properly, the bot, and its recordings read by nle.dataset."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nle")
+
+from ilscaling.games import nethack as nh  # noqa: E402
+from ilscaling.games.nethack_bot import (  # noqa: E402
+    ACTION_NAMES, BOT_OBSERVATION_KEYS, KEY_INDEX, NetHackBot, play_game, record_bot_games)
+
+
+def _xlog_lines(folder):
+    return [line for path in sorted(folder.glob("*xlogfile")) for line in nh.read_xlogfile(path)]
+
+
+# Keys a game may be cut after: a plain search, a menu (inventory), a y/n question (eat), the
+# extended-command line, a half-typed count, a direction question (kick).
+@pytest.mark.parametrize("last_key", [ord("s"), ord("i"), ord("e"), ord("#"), ord("2"), nh.nethack.C("d")])
+def test_finish_game_writes_the_xlogfile_line_of_a_truncated_game(tmp_path, last_key):
+    env = nh.make_env(max_episode_steps=6, savedir=tmp_path)
+    try:
+        env.reset()
+        keys = [ord("s")] * 5 + [last_key]
+        for key in keys:
+            _, _, terminated, truncated, _ = env.step(KEY_INDEX[key])
+        assert truncated and not terminated
+        assert not nh.game_over(env)
+        assert _xlog_lines(tmp_path) == []  # the trap: NetHack has not ended the game
+        assert nh.finish_game(env) is True
+        assert nh.game_over(env)
+        assert nh.finish_game(env) is False  # already over: nothing to do
+        lines = _xlog_lines(tmp_path)
+        assert len(lines) == 1 and lines[0]["death"] == "quit"
+        assert lines[0]["role"] == "Mon" and lines[0]["race"] == "Hum"
+        env.reset()  # the next game starts normally
+    finally:
+        env.close()
+    assert len(list(tmp_path.glob("*.ttyrec3.bz2"))) == 2
+
+
+def test_read_xlogfile_parses_fields(tmp_path):
+    path = tmp_path / "x.xlogfile"
+    path.write_text("version=3.6.7\tpoints=1234\tmaxlvl=5\tdeathlev=4\tturns=987\tdeath=killed by a jackal\t"
+                    "conduct=0xfff\n\npoints=-1\tdeath=quit\n")
+    first, second = nh.read_xlogfile(path)
+    assert first == {"version": "3.6.7", "points": 1234, "maxlvl": 5, "deathlev": 4, "turns": 987,
+                     "death": "killed by a jackal", "conduct": "0xfff"}
+    assert second == {"points": -1, "death": "quit"}
+
+
+def test_make_env_keeps_the_terminal_and_game_seeds_are_reported():
+    env = nh.make_env(max_episode_steps=10, observation_keys=("glyphs",))
+    try:
+        obs, _ = env.reset()
+        assert {"tty_chars", "tty_colors", "tty_cursor", "blstats", "glyphs"} <= set(obs)
+        seeds = nh.game_seeds(env)
+        assert seeds is None or (isinstance(seeds["core"], int) and isinstance(seeds["disp"], int))
+        with pytest.raises(RuntimeError):
+            env.unwrapped.seed(1, 2)  # NetHackChallenge refuses seeds: we only record them
+    finally:
+        env.close()
+
+
+def test_bot_plays_with_balanced_actions():
+    env = nh.make_env(max_episode_steps=400, observation_keys=BOT_OBSERVATION_KEYS)
+    counts = np.zeros(len(ACTION_NAMES), dtype=np.int64)
+    try:
+        record = play_game(env, NetHackBot(np.random.default_rng(0)), counts)
+    finally:
+        env.close()
+    assert record["steps"] == counts.sum() > 0
+    assert record["max_depth"] >= 1 and record["turns"] > 0
+    assert counts[KEY_INDEX[ord("s")]] <= 0.4 * counts.sum(), dict(zip(ACTION_NAMES, counts.tolist()))
+    assert (counts > 0).sum() >= 4  # it moves in several directions, not one key forever
+
+
+def test_record_bot_games_writes_games_card_and_loads_with_nle_dataset(tmp_path):
+    import nle.dataset as nld
+
+    from ilscaling.data.nethack import KEY_TO_ACTION
+
+    out = tmp_path / "rec"
+    logged = []
+    card = record_bot_games(out, games=3, processes=2, max_episode_steps=150, seed=1, log=logged.append)
+
+    assert len(_xlog_lines_all(out)) == 3
+    assert len(list(out.glob("*/*.ttyrec3.bz2"))) == 3
+    assert json.loads((out / "card.json").read_text()) == json.loads(json.dumps(card))
+    assert card["games"] == 3 and len(card["scores"]) == 3
+    assert card["expert_mean_return"] == pytest.approx(np.mean(card["scores"]))
+    assert card["frames"] == sum(card["steps"]) == sum(card["action_histogram"].values())
+    assert sum(card["max_depth_counts"].values()) == 3
+    assert sum(card["death_counts"].values()) == 3
+    assert card["games_truncated"] == card["death_counts"].get("quit", 0)  # cut games were quit
+    assert 0 < card["most_common_action_fraction"] < 1
+    assert card["bytes"] > 0 and card["steps_per_s_per_process"] > 0
+    assert len(card["seeds"]) == 3 and card["provenance"]["versions"]["nle"]
+    assert sum("game " in line for line in logged) == 3
+
+    with pytest.raises(FileExistsError):
+        record_bot_games(out, games=1, processes=1, max_episode_steps=10, log=logged.append)
+
+    db = str(tmp_path / "nld.db")
+    nld.db.create(db)
+    nld.add_nledata_directory(str(out), "bot", db)
+    conn = nld.db.connect(db)
+    try:
+        assert nld.db.count_games("bot", conn=conn) == 3
+    finally:
+        conn.close()
+    dataset = nld.TtyrecDataset("bot", batch_size=1, seq_length=64, dbfilename=db, shuffle=False,
+                                loop_forever=False)
+    batch = next(iter(dataset))
+    keys = batch["keypresses"][batch["gameids"] != 0]
+    assert keys.size > 0 and (keys != 0).any()
+    assert (KEY_TO_ACTION[keys] >= 0).all()  # every recorded key is an NLE action
+
+
+def _xlog_lines_all(out):
+    return [line for path in sorted(out.glob("*/*xlogfile")) for line in nh.read_xlogfile(path)]
+
+
+def test_cli_record_nethack_arguments():
+    from ilscaling.cli import build_parser, cmd_record_nethack
+
+    args = build_parser().parse_args(["record-nethack", "--out-dir", "x", "--games", "4", "--processes", "2",
+                                      "--max-episode-steps", "100"])
+    assert args.func is cmd_record_nethack
+    assert (args.games, args.processes, args.max_episode_steps, args.character, args.seed) == (
+        4, 2, 100, nh.CHARACTER, 0)
