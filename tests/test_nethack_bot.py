@@ -12,10 +12,6 @@ from ilscaling.games.nethack_bot import (  # noqa: E402
     ACTION_NAMES, BOT_OBSERVATION_KEYS, KEY_INDEX, NetHackBot, play_game, record_bot_games)
 
 
-def _xlog_lines(folder):
-    return [line for path in sorted(folder.glob("*xlogfile")) for line in nh.read_xlogfile(path)]
-
-
 # Keys a game may be cut after: a plain search, a menu (inventory), a y/n question (eat), the
 # extended-command line, a half-typed count, a direction question (kick).
 @pytest.mark.parametrize("last_key", [ord("s"), ord("i"), ord("e"), ord("#"), ord("2"), nh.nethack.C("d")])
@@ -28,11 +24,11 @@ def test_finish_game_writes_the_xlogfile_line_of_a_truncated_game(tmp_path, last
             _, _, terminated, truncated, _ = env.step(KEY_INDEX[key])
         assert truncated and not terminated
         assert not nh.game_over(env)
-        assert _xlog_lines(tmp_path) == []  # the trap: NetHack has not ended the game
+        assert nh.xlogfile_games(tmp_path) == []  # the trap: NetHack has not ended the game
         assert nh.finish_game(env) is True
         assert nh.game_over(env)
         assert nh.finish_game(env) is False  # already over: nothing to do
-        lines = _xlog_lines(tmp_path)
+        lines = nh.xlogfile_games(tmp_path)
         assert len(lines) == 1 and lines[0]["death"] == "quit"
         assert lines[0]["role"] == "Mon" and lines[0]["race"] == "Hum"
         env.reset()  # the next game starts normally

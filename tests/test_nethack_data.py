@@ -87,6 +87,8 @@ def test_bad_datasets_are_named(recorded, tmp_path):
         make_split(db, "bot", tmp_path / "s.json", heldout_fraction=0.25, seed=0, where="role='Val'")
     with pytest.raises(DatasetError, match="recordings were lost"):
         make_split(db, "bot", tmp_path / "s.json", heldout_fraction=0.25, seed=0, expected_games=5)
+    with pytest.raises(DatasetError, match="leaves 3 training games, fewer than the batch size 4"):
+        make_split(db, "bot", tmp_path / "s.json", heldout_fraction=0.25, seed=0, min_train_games=4)
     with pytest.raises(DatasetError, match="batch size 5 is larger than the 4 games"):
         next(sequence_batches(db, "bot", select_games(db, "bot"), batch_size=5, seq_length=8))
 

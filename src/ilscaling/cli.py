@@ -99,7 +99,8 @@ def cmd_build_nethack_dataset(args):
     games = build_database(args.root, args.db, args.name)
     print(f"{args.root}: {games} games indexed into {args.db} as {args.name!r}")
     split = make_split(args.db, args.name, args.split, heldout_fraction=args.heldout_fraction, seed=args.seed,
-                       where=args.filter, expected_games=bot_card["games"] if bot_card else None)
+                       where=args.filter, expected_games=bot_card["games"] if bot_card else None,
+                       min_train_games=args.batch_size)
     dataset_card(split, bot_card, args.card)
 
 
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", default=None, help="SQL condition on the games table, e.g. \"role='Mon' AND race='Hum'\"")
     p.add_argument("--heldout-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1, help="sequences per BC batch: the split must leave as many train games")
     p.add_argument("--bot-card", default=None, help="the bot's card: its game count is checked against the database")
     p.set_defaults(func=cmd_build_nethack_dataset)
 

@@ -86,6 +86,35 @@ def _check_meaning(config: dict) -> None:
     for family in FAMILIES:
         if family in config:
             _check_sweep(config[family]["sweep"], f"{family}.sweep")
+    _check_forecast(config)
+
+
+def _check_forecast(config: dict) -> None:
+    """One source of the forecast budget; per-game budgets and references name games of the study."""
+    if config.get("fit", {}).get("forecast_budget") is not None:
+        raise ConfigError("config key fit.forecast_budget: the forecast budget C* is set in the forecast section "
+                          "(forecast.budget_factor, or forecast.budgets per game), which both the fit and the "
+                          "forecast run read; remove fit.forecast_budget")
+    section = config.get("forecast")
+    if section is None:
+        return
+    games = games_of(config)
+    budgets = {}
+    for game, value in section["budgets"].items():
+        if game not in games:
+            raise ConfigError(f"config key forecast.budgets.{game}: not a game of this study ({', '.join(games)})")
+        budgets[game] = parse_budget(value, f"forecast.budgets.{game}")
+    section["budgets"] = budgets
+    if section["episodes"] is not None:
+        for family_name in FAMILIES:
+            if family_name in config and section["episodes"] < config[family_name]["evaluation"]["episodes"]:
+                raise ConfigError(f"config key forecast.episodes: {section['episodes']} games, fewer than the sweep's "
+                                  f"{family_name}.evaluation.episodes ({config[family_name]['evaluation']['episodes']}); "
+                                  "the forecast agent is evaluated with at least as many")
+    for i, reference in enumerate(section["references"]):
+        if reference["game"] not in games:
+            raise ConfigError(f"config key forecast.references[{i}].game: {reference['game']!r} is not a game of "
+                              f"this study ({', '.join(games)})")
 
 
 def _check_sweep(sweep: dict, key: str) -> None:
@@ -177,6 +206,19 @@ def model_sizes(config: dict, game: str) -> dict[int, tuple[int, float]]:
     from ilscaling.models.atari import model_size
 
     return {w: model_size(w, num_actions(game)) for w in widths}
+
+
+def forecast_budget(config: dict, game: str) -> float:
+    """C* of a game's forecast: forecast.budgets[game], else budget_factor x its largest swept budget."""
+    section = config["forecast"]
+    if game in section["budgets"]:
+        return float(section["budgets"][game])
+    return section["budget_factor"] * max(float(b) for b in config[family(game)]["sweep"]["budgets"])
+
+
+def forecast_episodes(config: dict, game: str) -> int:
+    """Evaluation games of the forecast agent: forecast.episodes, else 4x the sweep's."""
+    return config["forecast"]["episodes"] or 4 * config[family(game)]["evaluation"]["episodes"]
 
 
 def sweep_grid(config: dict, game: str) -> dict[str, list[int]]:

@@ -75,7 +75,9 @@ class FitConfig:
     confidence: float = 0.95  # level of every interval and band
     vertex_window_dex: float = 0.0  # fit each parabola only within this many decades of the raw optimum; 0 = all
     holdout_budgets: int = 1  # refit without the largest k budgets and predict them
-    forecast_budget: float = 0.0  # target budget C* of the forecast; 0 = 10x each game's largest budget
+    forecast_budget: float = 0.0  # target budget C* of the forecast, every game; 0 = forecast_factor x its largest budget
+    forecast_factor: float = 10.0  # C* = this x each game's largest budget (where forecast_budget is 0)
+    forecast_budgets: str = ""  # per-game C*, "Game=1e13,Game=5e13": overrides the two above for those games
     negative_returns: str = "exclude"  # returns <= 0 in log fits: "exclude" them, or "shift" all returns
     bootstrap: int = 1000  # resamples of the parametric fit L(N, D)
     bootstrap_seed: int = 0
@@ -91,7 +93,29 @@ class FitConfig:
         if self.holdout_budgets < 0:
             raise ValueError(f"holdout_budgets must be >= 0, got {self.holdout_budgets}")
         if self.forecast_budget < 0:
-            raise ValueError(f"forecast_budget must be > 0 (or 0 for 10x the largest budget), got {self.forecast_budget}")
+            raise ValueError(f"forecast_budget must be > 0 (or 0 for forecast_factor x the largest budget), "
+                             f"got {self.forecast_budget}")
+        if not self.forecast_factor > 0:
+            raise ValueError(f"forecast_factor must be > 0, got {self.forecast_factor}")
+        self.game_forecast_budgets()  # raises on a malformed spec
+
+    def game_forecast_budgets(self) -> dict[str, float]:
+        """The per-game budgets of `forecast_budgets` ("Game=1e13,Game=5e13")."""
+        budgets = {}
+        for item in filter(None, (part.strip() for part in self.forecast_budgets.split(","))):
+            game, sep, value = item.partition("=")
+            try:
+                budget = float(value) if sep and game.strip() else float("nan")
+            except ValueError:
+                budget = float("nan")
+            if not budget > 0 or not np.isfinite(budget):
+                raise ValueError(f"forecast_budgets: {item!r} is not Game=<positive FLOPs>")
+            budgets[game.strip()] = budget
+        return budgets
+
+    def forecast_budget_of(self, game: str, largest_budget: float) -> float:
+        """C* of one game: its own budget, else forecast_budget, else forecast_factor x its largest budget."""
+        return self.game_forecast_budgets().get(game) or self.forecast_budget or self.forecast_factor * largest_budget
         if self.negative_returns not in NEGATIVE_RETURN_MODES:
             raise ValueError(f"negative_returns must be one of {NEGATIVE_RETURN_MODES}, got {self.negative_returns!r}")
         if self.bootstrap < 0:
@@ -803,8 +827,8 @@ def _game_fits(game: str, means: xr.Dataset, config: FitConfig) -> dict:
         forms[(method, "all")]["return_vs_loss"] = rvl.form if rvl else NOT_FITTED
         notes[(method, "all")]["return_vs_loss"] = note
 
-    forecast_budget = config.forecast_budget or 10.0 * budgets[np.isfinite(means["loss"].values).any(axis=1)
-                                                              | np.isfinite(means["return"].values).any(axis=1)].max()
+    forecast_budget = config.forecast_budget_of(game, budgets[np.isfinite(means["loss"].values).any(axis=1)
+                                                          | np.isfinite(means["return"].values).any(axis=1)].max())
     parametric = (_parametric_fits(means, budgets, forecast_budget, config.holdout_budgets, config) if has_loss
                   else {"note": "not fitted: no loss values for this game"})
     parametric_rows = {}

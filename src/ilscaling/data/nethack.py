@@ -140,7 +140,8 @@ class Split:
 
 
 def make_split(db_path: str | Path, name: str, out_path: str | Path, *, heldout_fraction: float, seed: int,
-               where: str | None = None, expected_games: int | None = None, log=print) -> dict:
+               where: str | None = None, expected_games: int | None = None, min_train_games: int = 1,
+               log=print) -> dict:
     """Seeded split of whole games into train and held-out; writes the split file and returns it."""
     games = select_games(db_path, name, where)
     if not games:
@@ -153,6 +154,9 @@ def make_split(db_path: str | Path, name: str, out_path: str | Path, *, heldout_
                            "at least 2 (one train, one held out)")
     train_index, heldout_index = split_episodes(len(games), heldout_fraction, seed)
     train, heldout = [games[i] for i in train_index], [games[i] for i in heldout_index]
+    if len(train) < min_train_games:
+        raise DatasetError(f"the split leaves {len(train)} training games, fewer than the batch size "
+                           f"{min_train_games}: every row of a batch needs its own game")
     limits, frames = {}, {}
     for part, ids in (("train", train), ("heldout", heldout)):
         part_limits, frames[part] = play_frames_of(db_path, name, ids)

@@ -180,6 +180,11 @@ def read_xlogfile(path: str | Path) -> list[dict]:
     return games
 
 
+def xlogfile_games(folder: str | Path) -> list[dict]:
+    """Every game NLE recorded in `folder` (its xlogfile lines, in the order they were played)."""
+    return [game for path in sorted(Path(folder).glob("*xlogfile")) for game in read_xlogfile(path)]
+
+
 def screen_has_menu(tty_chars) -> bool:
     """Whether a tty menu or text window is open ("(end)" or "(1 of 2)" on screen)."""
     return _MENU_MARK.search(tty_chars.tobytes()) is not None

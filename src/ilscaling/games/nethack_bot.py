@@ -915,8 +915,7 @@ def record_bot_games(out_dir, *, games: int, processes: int, max_episode_steps: 
     # The xlogfile lines: one per game, or the recording lost games (see games/nethack.py).
     records, deaths = [], []
     for worker in range(len(workers)):
-        lines = [line for path in sorted((out_dir / f"{worker:03d}").glob("*xlogfile"))
-                 for line in nh.read_xlogfile(path)]
+        lines = nh.xlogfile_games(out_dir / f"{worker:03d}")
         worker_records = results[worker]["records"]
         if len(lines) != len(worker_records):
             raise RuntimeError(f"worker {worker} played {len(worker_records)} games but its xlogfile has "

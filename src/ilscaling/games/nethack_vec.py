@@ -170,8 +170,7 @@ def play_games(model: torch.nn.Module, games: int, *, envs: int, processes: int,
     # Death causes from each environment's xlogfile, in the order that environment played.
     per_env = {i: [r for r in records if r["env"] == i] for i in range(envs)}
     for i in range(envs):
-        xlogfiles = sorted((root / f"env{i:04d}").glob("*xlogfile"))
-        lines = [line for path in xlogfiles for line in nh.read_xlogfile(path)]
+        lines = nh.xlogfile_games(root / f"env{i:04d}")
         if len(lines) != len(per_env[i]):
             raise RuntimeError(f"environment {i} played {len(per_env[i])} games but its xlogfile has {len(lines)}")
         for record, line in zip(per_env[i], lines):
