@@ -8,6 +8,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/forecast.smk"
 include: "workflow/rules/published.smk"
 
 

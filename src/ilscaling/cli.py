@@ -9,10 +9,12 @@ import typing
 from pathlib import Path
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, exclude=()) -> None:
     """One --flag per dataclass field (lists take several values); defaults from the dataclass."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
+        if field.name in exclude:
+            continue
         hint = hints[field.name]
         flag = "--" + field.name.replace("_", "-")
         required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
@@ -137,6 +139,43 @@ def cmd_plot(args):
         plot_game(results.load(), fits.load(), args.game, Path(args.out_dir))
 
 
+def cmd_forecast(args):
+    from ilscaling.forecast import parse_sizes, write_forecast
+
+    write_forecast(args.fits, args.game, args.budget, parse_sizes(args.sizes), args.out, method=args.method)
+
+
+FORECAST_RUN_FIELDS = ("game", "width", "budgets")  # from the forecast file, not from flags
+
+
+def cmd_train_forecast(args):
+    from ilscaling.forecast import bc_args_from_forecast
+    from ilscaling.io import read_json
+    from ilscaling.train import BCArgs, train_bc
+
+    plan = read_json(args.forecast, "forecast")
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(BCArgs)
+              if f.name not in FORECAST_RUN_FIELDS and getattr(args, f.name) is not None}
+    bc_args = bc_args_from_forecast(plan, **values)
+    print(f"{plan['game']}: forecast agent, width {bc_args.width}, {plan['samples']:.4g} samples for "
+          f"C* = {plan['budget']:.4g} FLOPs")
+    train_bc(bc_args, args.train, args.out_dir, args.work_dir)
+
+
+def cmd_forecast_verdict(args):
+    from ilscaling.forecast import write_verdict
+
+    write_verdict(args.forecast, args.evaluation, args.fits, args.out, args.figure_dir)
+
+
+def cmd_forecast_report(args):
+    import json
+
+    from ilscaling.forecast import write_verdict_report
+
+    print(write_verdict_report(args.verdicts, args.out, json.loads(args.references)))
+
+
 def cmd_propose_grid(args):
     import yaml
 
@@ -246,6 +285,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--game", help="one game, into --out-dir; without it every game, into <out-dir>/<game>/")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_plot)
+
+    p = commands.add_parser("forecast", help="the compute-optimal agent of one game at C*, from the fits")
+    p.add_argument("--fits", required=True)
+    p.add_argument("--game", required=True)
+    p.add_argument("--budget", type=float, required=True, help="C*, FLOPs (the fits must forecast at it)")
+    p.add_argument("--sizes", nargs="+", required=True, help="buildable widths as width:params:train_flops_per_sample")
+    p.add_argument("--method", choices=("vertex", "parametric"), default="vertex", help="whose N* picks the width")
+    p.add_argument("--out", required=True, help="forecast.json")
+    p.set_defaults(func=cmd_forecast)
+
+    p = commands.add_parser("train-forecast", help="train the forecast agent (width and budget from forecast.json)")
+    p.add_argument("--forecast", required=True, help="forecast.json of `ilscaling forecast`")
+    add_dataclass_arguments(p, BCArgs, exclude=FORECAST_RUN_FIELDS)
+    p.add_argument("--train", required=True, help="train.npz of the Atari demonstrations, or the NetHack split.json")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--work-dir", required=True, help="resume state and unfinished checkpoints, outside --out-dir")
+    p.set_defaults(func=cmd_train_forecast)
+
+    p = commands.add_parser("forecast-verdict", help="measured vs predicted loss and return of the forecast agent")
+    p.add_argument("--forecast", required=True)
+    p.add_argument("--evaluation", required=True, help="the forecast agent's evaluation (.json)")
+    p.add_argument("--fits", required=True)
+    p.add_argument("--out", required=True, help="verdict.json")
+    p.add_argument("--figure-dir", required=True, help="folder of forecast.png and forecast.pdf")
+    p.set_defaults(func=cmd_forecast_verdict)
+
+    p = commands.add_parser("forecast-report", help="every game's verdict and the reference numbers, as markdown")
+    p.add_argument("--verdicts", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--references", default="[]", help="JSON list of {game, quantity, value, source, label}")
+    p.set_defaults(func=cmd_forecast_report)
 
     p = commands.add_parser("propose-grid", help="print a sweep grid around the expected optimum")
     p.add_argument("--configfile", default="config.yaml")

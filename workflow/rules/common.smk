@@ -81,4 +81,5 @@ def all_outputs():
         RES + "/scaling/summary.md",
         *figure_files("png"),
         *figure_files("pdf"),
+        *forecast_outputs(),  # forecast.smk: the forecast agent's verdicts, when forecast.enabled
     ]

@@ -88,6 +88,7 @@ rule build_nethack_dataset:
         RES + "/benchmarks/NetHack/build_nethack_dataset.tsv"
     params:
         dataset=NH.get("dataset"),
+        batch_size=NH["bc"]["batch_size"] if NH else 1,
         filter=lambda wc: f'--filter "{NH["dataset"]["filter"]}"' if NH["dataset"]["filter"] else "",
         bot_card=lambda wc, input: f"--bot-card {input.ttyrecs}/card.json" if NH["dataset"]["source"] == "bot" else "",
         seed=config["seed"],
@@ -96,5 +97,5 @@ rule build_nethack_dataset:
     shell:
         "{ILSCALING} build-nethack-dataset --root {input.ttyrecs} --name {params.dataset[name]} "
         "--db {output.db} --split {output.split} --card {output.card} {params.filter} {params.bot_card} "
-        "--heldout-fraction {params.dataset[heldout_fraction]} --seed {params.seed} "
+        "--heldout-fraction {params.dataset[heldout_fraction]} --batch-size {params.batch_size} --seed {params.seed} "
         "> {log} 2>&1"

@@ -1,8 +1,14 @@
 # isoFLOP profiles and power laws of every game, from the gathered results alone.
+from ilscaling.config import forecast_budget
 
 
-def fit_options():
-    """Every fit: key of the config as an `ilscaling fit` flag."""
+def fit_options(games=None):
+    """Every fit: key of the config as an `ilscaling fit` flag, and, for the study's `games`, C*.
+
+    C* has one source, the forecast section: each game's C* is passed exactly as the forecast
+    stage trains it (forecast_budget). Without games (the `published` re-fits, where no agent is
+    trained) the fit forecasts at its default, 10x each game's largest budget.
+    """
     flags = []
     for key, value in config["fit"].items():
         flag = "--" + key.replace("_", "-")
@@ -10,6 +16,8 @@ def fit_options():
             flags.append(flag if value else "--no-" + key.replace("_", "-"))
         elif value is not None:
             flags.append(f"{flag} {float(value) if key == 'forecast_budget' else value}")
+    if games:
+        flags.append("--forecast-budgets " + ",".join(f"{game}={forecast_budget(config, game)!r}" for game in games))
     return " ".join(flags)
 
 
@@ -24,7 +32,7 @@ rule fit_scaling_laws:
     benchmark:
         RES + "/benchmarks/fit_scaling_laws.tsv"
     params:
-        options=fit_options(),
+        options=fit_options(GAMES),
     conda:
         CONDA_ENV
     shell:
