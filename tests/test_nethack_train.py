@@ -82,3 +82,14 @@ def test_evaluation_records_each_game(tmp_path, split_file):
         assert abs(turns - line["turns"]) <= 1 and depth == line["maxlvl"]
     # Every game was kept and ended properly: one xlogfile line each.
     assert len(list((tmp_path / "ttyrecs").glob("*/*.ttyrec*"))) == 3
+
+
+def test_heldout_loss_of_the_lstm_does_not_depend_on_the_sequence_length(tmp_path, split_file):
+    from ilscaling.evaluate import load_bc_model, nethack_heldout_loss
+
+    args = _args(budgets=[_args().budgets[0]])
+    train_bc(args, split_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
+    model = load_bc_model(load_torch(tmp_path / "run" / f"c{budget_label(args.budgets[0])}.pt"))
+    short, frames = nethack_heldout_loss(model, split_file, batch_size=2, unroll=8)
+    long, same_frames = nethack_heldout_loss(model, split_file, batch_size=2, unroll=256)
+    assert frames == same_frames and long == pytest.approx(short, rel=1e-5)

@@ -87,8 +87,11 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
     if game == NETHACK:
         from ilscaling.games.nethack_vec import play_games
 
+        # The LSTM carries its state, so longer sequences give the same loss in fewer steps; the
+        # transformer's attention window is its training unroll.
+        unroll = config["unroll"] if config["core"] == "transformer" else max(config["unroll"], 256)
         loss, heldout_frames = nethack_heldout_loss(model, heldout_path, batch_size=config["batch_size"],
-                                                    unroll=config["unroll"])
+                                                    unroll=unroll)
         loss_s = time.perf_counter() - started
         started = time.perf_counter()
         played = play_games(model, episodes, envs=envs or episodes, processes=processes,
