@@ -1,0 +1,97 @@
+"""Checks of a finished study's outputs, shared by the end-to-end tests (local: test_workflow.py;
+Slurm: test_slurm.py). What to expect is derived from the study's config (its games, each game's
+family and sweep grid), so the checks follow the config when games are added."""
+
+import math
+from pathlib import Path
+
+import xarray as xr
+import yaml
+
+from ilscaling.config import NETHACK, forecast_budget, forecast_episodes, games_of, sweep_runs, validate_config
+from ilscaling.flops import budget_label
+from ilscaling.io import read_json
+from ilscaling.plots import FIGURE_STEMS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_config(path) -> dict:
+    """A study config as the workflow sees it (validated, defaults filled in)."""
+    return validate_config(yaml.safe_load(Path(path).read_text()))
+
+
+def game_files(config: dict, game: str) -> tuple[str, list[str]]:
+    """(the game's folder under results/, its data files in that folder)."""
+    if game == NETHACK:
+        bot = ["bot"] if config["nethack"]["dataset"]["source"] == "bot" else []
+        return "nethack", [*bot, "data/nld.db", "data/split.json", "data/card.json"]
+    return f"atari/{game}", ["expert/expert.pt", "expert/summary.json", "demos/train.npz",
+                             "demos/heldout.npz", "demos/card.json"]
+
+
+def check_study_outputs(workdir, config: dict) -> None:
+    """Every output of a finished study of `config` in `workdir` is there and makes sense."""
+    results = Path(workdir) / "results"
+    for path in ["scaling/results.nc", "scaling/results.csv", "scaling/fits.nc", "scaling/summary.md"]:
+        assert (results / path).is_file(), path
+
+    total_evals = 0
+    for game in games_of(config):
+        folder, data = game_files(config, game)
+        for path in data:
+            assert (results / folder / path).exists(), f"{folder}/{path}"
+        for stem in FIGURE_STEMS:
+            for ext in ("png", "pdf"):
+                assert (results / "figures" / game / f"{stem}.{ext}").stat().st_size > 1000, f"{game}: {stem}"
+        runs = sweep_runs(config, game)
+        evals = sum(len(run.budgets) for run in runs)
+        for run in runs:
+            assert (results / folder / "runs" / run.name).is_dir(), f"{game}: {run.name}"
+        # one evaluation per (run, budget)
+        assert len(list((results / folder / "eval").glob("*.json"))) == evals, game
+        # a benchmark file per job: the data jobs, one per run, one per evaluation
+        data_jobs = len(data) - 2 if game == NETHACK else 2   # (record_nethack_bot,) build_nethack_dataset
+        assert len(list((results / "benchmarks" / game).rglob("*.tsv"))) >= data_jobs + len(runs) + evals, game
+        total_evals += evals
+
+    with xr.open_dataset(results / "scaling/results.nc") as data:
+        assert set(data.dims) >= {"game", "flops", "params", "seed"}
+        assert int(data["loss"].count()) == total_evals and float(data["loss"].min()) > 0
+        assert int(data["return"].count()) == total_evals
+    with xr.open_dataset(results / "scaling/fits.nc") as fits:
+        for game in games_of(config):
+            slopes = fits["law"].sel(game=game, stat="slope")
+            assert all(math.isfinite(float(s)) for s in slopes.sel(quantity=["n_opt", "d_opt", "l_min"])), game
+    if config["forecast"]["enabled"]:
+        check_forecast_outputs(results, config)
+
+
+def check_forecast_outputs(results: Path, config: dict) -> None:
+    """Each game's forecast agent: planned at C* from the fits, trained for C*, evaluated, judged; the report."""
+    with xr.open_dataset(results / "scaling/fits.nc") as fits:
+        fitted_budgets = {game: float(fits["forecast_budget"].sel(game=game)) for game in games_of(config)}
+    for game in games_of(config):
+        folder = results / "forecast" / game
+        budget = forecast_budget(config, game)
+        assert math.isclose(fitted_budgets[game], budget, rel_tol=1e-9), f"{game}: fits forecast at another C*"
+        plan = read_json(folder / "forecast.json")
+        assert plan["budget"] == budget, game
+        assert math.isclose(plan["samples"] * plan["train_flops_per_sample"], budget, rel_tol=1e-9), game
+        assert (folder / "run" / f"c{budget_label(budget)}.pt").is_file(), game
+        evaluation = read_json(folder / "eval.json")
+        assert evaluation["width"] == plan["width"] and evaluation["params"] == plan["params"], game
+        # the run spent C* (at most one batch more) and played the forecast's number of games
+        assert budget <= evaluation["flops"] <= budget * 1.05, game
+        assert len(evaluation["episode_returns"]) == forecast_episodes(config, game), game
+        verdict = read_json(folder / "verdict.json")
+        methods = {(c["method"], c["quantity"]) for c in verdict["checks"]}
+        assert {("vertex", "loss"), ("vertex", "return")} <= methods, game
+        for check in verdict["checks"]:
+            assert check["inside"] in (True, False, None) and math.isfinite(check["predicted"]), (game, check)
+        for ext in ("png", "pdf"):
+            assert (folder / f"forecast.{ext}").stat().st_size > 1000, game
+        assert len(list((results / "benchmarks" / game / "forecast").glob("*.tsv"))) == 4, game
+    report = (results / "forecast" / "verdict.md").read_text()
+    assert all(f"## {game}" in report for game in games_of(config))
+    assert "not produced by this run" in report
