@@ -41,3 +41,14 @@ def test_paper_dag_builds(tmp_path):
     run = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-atari.yaml"), "-n", "--quiet", "rules")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "train_bc" in run.stdout + run.stderr
+
+
+def test_paper_nethack_dag_builds_on_the_nld_aa_layout(tmp_path):
+    """The paper's NetHack config with a dataset path: no code change, only the path."""
+    (tmp_path / "nle_data").mkdir()
+    run = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-nethack.yaml"), "-n", "--quiet", "rules",
+                    "--config", f"nethack={{dataset: {{path: {tmp_path / 'nle_data'}}}}}")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "train_nethack_bc" in run.stdout + run.stderr and "record_nethack_bot" not in run.stdout + run.stderr
+    missing = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-nethack.yaml"), "-n")
+    assert missing.returncode != 0 and "/path/to/nld-aa/nle_data" in missing.stdout + missing.stderr
