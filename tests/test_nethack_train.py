@@ -4,6 +4,7 @@ import signal
 
 import numpy as np
 import pytest
+from train_checks import check_resume_is_bitwise
 import torch
 
 from ilscaling.data.nethack import make_split
@@ -45,23 +46,7 @@ def test_checkpoints_at_budgets_through_epochs(tmp_path, split_file, core):
 
 
 def test_resumed_run_is_bitwise_identical(tmp_path, split_file):
-    args = _args()
-    train_bc(args, split_file, tmp_path / "straight", tmp_path / "w1", log=lambda *_: None)
-
-    def stop_after_first_checkpoint(message):
-        if message.startswith("checkpoint"):
-            signal.raise_signal(signal.SIGUSR1)
-
-    with pytest.raises(SystemExit):
-        train_bc(args, split_file, tmp_path / "resumed", tmp_path / "w2", log=stop_after_first_checkpoint)
-    assert not (tmp_path / "resumed").exists()
-    train_bc(args, split_file, tmp_path / "resumed", tmp_path / "w2", log=lambda *_: None)
-    for budget in args.budgets:
-        name = f"c{budget_label(budget)}.pt"
-        a, b = load_torch(tmp_path / "straight" / name), load_torch(tmp_path / "resumed" / name)
-        assert a["train_loss"] == b["train_loss"] and a["samples"] == b["samples"]
-        for key in a["model"]:
-            assert torch.equal(a["model"][key], b["model"][key]), key
+    check_resume_is_bitwise(_args(), split_file, tmp_path, signal.SIGUSR1)
 
 
 def test_evaluation_records_each_game(tmp_path, split_file):

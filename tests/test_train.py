@@ -1,7 +1,7 @@
 import signal
-import threading
 
 import pytest
+from train_checks import check_resume_is_bitwise
 import torch
 
 from ilscaling.flops import budget_label
@@ -41,25 +41,7 @@ def test_checkpoints_at_budget_crossings(tmp_path, train_file, demos):
 
 
 def test_resumed_run_is_bitwise_identical(tmp_path, train_file):
-    args = _args()
-    train_bc(args, train_file, tmp_path / "straight", tmp_path / "w1", log=lambda *_: None)
-
-    # Interrupt the second run with SIGTERM right after its first checkpoint, then resume it.
-    def stop_after_first_checkpoint(message):
-        if message.startswith("checkpoint"):
-            signal.raise_signal(signal.SIGTERM)
-
-    with pytest.raises(SystemExit):
-        train_bc(args, train_file, tmp_path / "resumed", tmp_path / "w2", log=stop_after_first_checkpoint)
-    assert (tmp_path / "w2" / "resume.pt").exists()
-    assert not (tmp_path / "resumed").exists()  # nothing unfinished looks like a finished run
-    train_bc(args, train_file, tmp_path / "resumed", tmp_path / "w2", log=lambda *_: None)
-    for budget in args.budgets:
-        name = f"c{budget_label(budget)}.pt"
-        a, b = load_torch(tmp_path / "straight" / name), load_torch(tmp_path / "resumed" / name)
-        assert a["train_loss"] == b["train_loss"] and a["samples"] == b["samples"]
-        for key in a["model"]:
-            assert torch.equal(a["model"][key], b["model"][key]), key
+    check_resume_is_bitwise(_args(), train_file, tmp_path, signal.SIGTERM)
 
 
 def test_bad_budgets_and_missing_data(tmp_path, train_file):
