@@ -5,7 +5,6 @@ import signal
 import numpy as np
 import pytest
 from train_checks import check_resume_is_bitwise
-import torch
 
 from ilscaling.data.nethack import make_split
 from ilscaling.evaluate import evaluate_checkpoint

@@ -2,7 +2,6 @@ import signal
 
 import pytest
 from train_checks import check_resume_is_bitwise
-import torch
 
 from ilscaling.flops import budget_label
 from ilscaling.io import DataFileError, load_torch
