@@ -204,6 +204,9 @@ def test_verdict_marks_each_method_inside_or_outside(fits, tmp_path):
     flat = {**good, "checks": [check_prediction(2.0, {"value": 1.0, "lo": 1.0, "hi": 1.0 + 1e-15})
                                | {"method": "vertex", "quantity": "return", "interval": "x"}]}
     assert "zero-width interval" in verdict_markdown([flat], [])
+    one_sided = {**good, "checks": [check_prediction(2.0, {"value": 1.0, "lo": 0.5, "hi": None})
+                                    | {"method": "raw", "quantity": "return", "interval": "x"}]}
+    assert "| raw | return | 1 | – |" in verdict_markdown([one_sided], [])  # a one-sided interval shows as –
     paths = []
     for i, verdict in enumerate((good, bad)):
         paths.append(tmp_path / f"v{i}.json")

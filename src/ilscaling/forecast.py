@@ -247,9 +247,10 @@ def _game_section(verdict: dict) -> list[str]:
     lines += [f"| method | quantity | predicted | {level} interval | measured | in interval | relative error | interval |",
               "|---|---|---|---|---|---|---|---|"]
     for c in verdict["checks"]:
-        interval = f"[{_num(c['lo'])}, {_num(c['hi'])}]" if c["lo"] is not None else "–"
+        bounded = c["lo"] is not None and c["hi"] is not None  # a one-sided or missing interval shows as –
+        interval = f"[{_num(c['lo'])}, {_num(c['hi'])}]" if bounded else "–"
         degenerate = " (zero-width interval: the law passes through its points)" if (
-            c["lo"] is not None and math.isclose(c["lo"], c["hi"], rel_tol=1e-9, abs_tol=1e-12)) else ""
+            bounded and math.isclose(c["lo"], c["hi"], rel_tol=1e-9, abs_tol=1e-12)) else ""
         lines.append(f"| {c['method']} | {c['quantity']} | {_num(c['predicted'])} | {interval} | {_num(c['measured'])} "
                      f"| {_inside_text(c['inside'])}{degenerate} | {_percent(c['relative_error'])} | {c['interval']} |")
     at_width = verdict.get("parametric_at_width") or {}
