@@ -196,12 +196,16 @@ def sequence_batches(db_path: str | Path, name: str, gameids: list[int], *, batc
     last_action = np.full(batch_size, START_ACTION, dtype=np.int64)
     row_game = np.zeros(batch_size, dtype=np.int64)  # the game each row was reading, and its frame index
     row_index = np.zeros(batch_size, dtype=np.int64)
+    # Per-frame limits by sorted lookup, built once (not a Python call per frame on the hot path).
+    limited_games = np.array(sorted(play_frames or {}), dtype=np.int64)
+    limits = np.array([play_frames[g] for g in limited_games], dtype=np.int64)
     for raw in dataset:
         valid = raw["gameids"] != 0
-        if play_frames:
+        if len(limited_games):
             index, row_game, row_index = _frame_index(raw["gameids"], row_game, row_index)
-            limit = np.vectorize(lambda g: play_frames.get(int(g), np.iinfo(np.int64).max), otypes=[np.int64])
-            valid &= index < limit(raw["gameids"])
+            slot = np.minimum(np.searchsorted(limited_games, raw["gameids"]), len(limited_games) - 1)
+            limited = limited_games[slot] == raw["gameids"]
+            valid &= ~limited | (index < limits[slot])
         action = keys_to_actions(raw["keypresses"], valid, f" in games {sorted(set(raw['gameids'][valid].tolist()))}")
         # A game's first frame follows no action: `done` marks it, except for a row's first game,
         # whose first frame is the first frame of the whole pass (handled by last_action's start).
