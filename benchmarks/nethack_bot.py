@@ -12,26 +12,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
-import platform
 import time
-from importlib import metadata
 
 import numpy as np
 
 from ilscaling.games import nethack as nh
 from ilscaling.games.nethack_bot import ACTION_NAMES, BOT_OBSERVATION_KEYS, NetHackBot, play_game
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from machine import describe
 
 
 def random_steps_per_s(observation_keys, seconds: float, seed: int) -> float:
@@ -65,8 +52,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="for each raw-env measurement")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"nle {metadata.version('nle')}, numpy {np.__version__}, gymnasium {metadata.version('gymnasium')}")
+    print(describe())
 
     raw_bot_keys = random_steps_per_s(BOT_OBSERVATION_KEYS, args.seconds, args.seed)
     raw_tty = random_steps_per_s(nh.OBSERVATION_KEYS, args.seconds, args.seed)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from ilscaling.games import nethack as nh
 from ilscaling.games.nethack_bot import record_bot_games
 from ilscaling.games.nethack_vec import play_games
 from ilscaling.models.nethack import NetHackModelConfig, NetHackNet
-from throughput import matmul_peak, timed
+from machine import describe, matmul_peak, timed
 
 
 def loader_frames_per_s(split: Split, batch_size: int, unroll: int, seconds: float) -> float:
@@ -88,8 +87,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), {'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
+    print(describe(args.threads))
 
     work = Path(tempfile.mkdtemp(prefix="nethack-bench-"))
     root = Path(args.ttyrecs) if args.ttyrecs else work / "ttyrecs"

@@ -6,23 +6,19 @@ the parametric fit with 1,000 bootstrap resamples (and its holdout refit), forec
 Prints the machine and the time of ingestion and of the fit (figures excluded: they only read files).
 """
 
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 from ilscaling.published import read_published
 from ilscaling.scaling import FitConfig, fit_results
+from machine import describe
 
 
 def main() -> None:
     root = Path(__file__).resolve().parents[1]
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else root.parent / "shared" / "published" / "atari"
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    print(f"machine: {platform.node()}, {cpu}, {os.cpu_count()} cores visible, load average "
-          f"{os.getloadavg()[0]:.2f}, Python {platform.python_version()}")
+    print(describe())
     started = time.perf_counter()
     results = read_published(path)
     ingested = time.perf_counter()

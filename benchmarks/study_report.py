@@ -9,13 +9,11 @@ Reads Snakemake's benchmark files (results/benchmarks/**/*.tsv: one per job) and
 from __future__ import annotations
 
 import csv
-import os
-import platform
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-import torch
+from machine import describe
 
 STAGES = ("train_expert", "record_demonstrations", "train_bc", "evaluate", "gather", "fit", "plot")
 
@@ -38,8 +36,7 @@ def main(results: Path) -> None:
         jobs[stage] += 1
         peak_rss[stage] = max(peak_rss[stage], float(row.get("max_rss", 0) or 0))
     disk = sum(f.stat().st_size for f in results.rglob("*") if f.is_file())
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}")
+    print(describe())
     print(f"{'stage':24s} {'jobs':>5s} {'job wall s (sum)':>17s} {'cpu s':>9s} {'peak RSS MB':>12s}")
     for stage in wall:
         print(f"{stage:24s} {jobs[stage]:5d} {wall[stage]:17.1f} {cpu[stage]:9.1f} {peak_rss[stage]:12.0f}")

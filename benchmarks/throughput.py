@@ -9,7 +9,6 @@ noisy; the ratios, measured back to back, are what to compare.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
@@ -19,21 +18,7 @@ import torch.nn.functional as F
 from ilscaling.data.atari import Demonstrations
 from ilscaling.games.atari import make_vector_env, num_actions, play_episodes
 from ilscaling.models.atari import WidthCNN
-
-
-def timed(step, seconds: float) -> float:
-    """Calls of `step` per second, after one warm-up call, over about `seconds`."""
-    step()
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        step()
-        calls += 1
-    return calls / (time.perf_counter() - started)
-
-
-def matmul_peak(seconds: float, size: int = 2048) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    return timed(lambda: a @ b, seconds) * 2 * size**3
+from machine import describe, matmul_peak, timed
 
 
 def synthetic_demos(frames: int, actions: int) -> Demonstrations:
@@ -55,8 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     actions = num_actions(args.game)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), {'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
+    print(describe(args.threads))
     peak = matmul_peak(args.seconds)
     print(f"fp32 matmul peak (2048^2): {peak / 1e9:.1f} GFLOP/s")
 
