@@ -1,4 +1,4 @@
-"""NetHack ratios measured in one run: loader vs trainer, trainer vs matmul peak, rollouts vs raw env.
+"""NetHack ratios measured in one run: loader vs trainer, trainer vs matmul peak (rollouts: benchmarks/rollouts.py).
 
     python benchmarks/nethack_throughput.py [--ttyrecs results/nethack/bot] [--widths 16 64 256]
 
@@ -14,14 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ilscaling.data.nethack import build_database, make_split, sequence_batches, Split
-from ilscaling.games import nethack as nh
 from ilscaling.games.nethack_bot import record_bot_games
-from ilscaling.games.nethack_vec import play_games
 from ilscaling.models.nethack import NetHackModelConfig, NetHackNet
 from machine import describe, matmul_peak, timed
 
@@ -54,24 +51,6 @@ def trainer_samples_per_s(model: NetHackNet, batch: dict, seconds: float) -> flo
     return timed(step, seconds) * int(inputs["valid"].sum())
 
 
-def raw_env_steps_per_s(envs: int, seconds: float) -> float:
-    """Random actions on `envs` environments stepped in turn, in this process."""
-    pool = [nh.make_env(max_episode_steps=10_000) for _ in range(envs)]
-    for env in pool:
-        env.reset()
-    rng = np.random.default_rng(0)
-    steps, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for env in pool:
-            _, _, terminated, truncated, _ = env.step(int(rng.integers(121)))
-            steps += 1
-            if terminated or truncated:
-                env.reset()
-    for env in pool:
-        env.close()
-    return steps / (time.perf_counter() - started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ttyrecs", help="a recording (folder of */*.xlogfile); default: record --games bot games")
@@ -82,7 +61,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--unroll", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
@@ -111,15 +89,6 @@ def main() -> None:
         achieved = samples * model.train_flops_per_sample()
         print(f"trainer {args.variant} {args.core} h={width}: {samples:,.0f} samples/s, {achieved / 1e9:.2f} GFLOP/s "
               f"= {achieved / peak:.1%} of peak; loader / trainer = {loader / samples:.1f}x")
-
-    model = NetHackNet(NetHackModelConfig(hidden=args.widths[0], core=args.core, variant=args.variant,
-                                          unroll=args.unroll)).eval()
-    played = play_games(model, args.episodes, envs=args.episodes, processes=args.processes,
-                        max_episode_steps=1000, generator=torch.Generator().manual_seed(0), log=lambda *_: None)
-    policy = played.env_steps / played.wall_s
-    raw = raw_env_steps_per_s(args.episodes, args.seconds) * args.processes  # one process per core
-    print(f"rollouts h={args.widths[0]}, {args.episodes} games in {args.processes} processes: {policy:,.0f} steps/s; "
-          f"raw env (random actions, {args.processes} x 1 process): {raw:,.0f} steps/s; ratio {policy / raw:.1%}")
 
 
 if __name__ == "__main__":

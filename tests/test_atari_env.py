@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ilscaling.data.atari import Demonstrations
-from ilscaling.games.atari import check_game, num_actions, play_episodes, record_demonstrations
+from ilscaling.games.atari import ActionSampler, check_game, num_actions, play_episodes, record_demonstrations
 from ilscaling.ppo import PPOArgs, load_expert_policy, train_expert
 
 
@@ -53,6 +53,48 @@ def test_play_episodes_returns_one_first_game_per_episode():
     assert len(episodes) == 3 and episodes.returns.dtype == np.float64
     assert np.all(episodes.lengths >= 1) and np.all(episodes.lengths <= 60)
     assert episodes.frames == []  # not recorded
+
+
+class FixedPolicy:
+    """A policy of the observation alone (no hidden state): the same logits for the same frames."""
+
+    def __init__(self, num_actions: int):
+        self.weight = torch.randn(4 * 84 * 84, num_actions, generator=torch.Generator().manual_seed(5)) * 0.01
+
+    def __call__(self, observations: torch.Tensor) -> torch.Tensor:
+        return observations.flatten(1).float() @ self.weight
+
+
+def test_quota_games_do_not_depend_on_grouping_and_are_deterministic():
+    policy = FixedPolicy(4)
+    kwargs = dict(seed=7, greedy=False, max_episode_steps=80, envs=2)
+    one = play_episodes("Breakout", policy, 5, groups=1, **kwargs)
+    two = play_episodes("Breakout", policy, 5, groups=2, **kwargs)
+    again = play_episodes("Breakout", policy, 5, groups=2, **kwargs)
+    # 5 games on 2 envs: quotas 3 and 2 fixed up front, whatever the games' lengths.
+    assert len(one) == 5 and one.play_s > 0 and one.setup_s > 0
+    for other in (two, again):
+        np.testing.assert_array_equal(one.returns, other.returns)
+        np.testing.assert_array_equal(one.lengths, other.lengths)
+    # Env i is seeded seed + i: its first game is the one a single env with that seed plays first.
+    alone = play_episodes("Breakout", policy, 1, seed=8, greedy=False, max_episode_steps=80)
+    assert one.lengths[3] == alone.lengths[0] and one.returns[3] == alone.returns[0]
+
+
+def test_action_sampler_streams_are_per_slot_and_follow_the_softmax():
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0]]).repeat(6, 1)
+    together = ActionSampler(6, seed=3, greedy=False)
+    apart = ActionSampler(6, seed=3, greedy=False)
+    slots = np.arange(6)
+    for _ in range(40):  # the same numbers whichever slots share a call
+        both = together(logits, slots)
+        np.testing.assert_array_equal(both[:2], apart(logits[:2], slots[:2]))
+        np.testing.assert_array_equal(both[2:], apart(logits[2:], slots[2:]))
+    sampler = ActionSampler(1, seed=0, greedy=False)
+    draws = np.concatenate([sampler(logits[:1], np.array([0])) for _ in range(4000)])
+    frequencies = np.bincount(draws, minlength=4) / len(draws)
+    np.testing.assert_allclose(frequencies, torch.softmax(logits[0], 0).numpy(), atol=0.03)
+    assert ActionSampler(2, seed=0, greedy=True)(logits[:2], np.arange(2)).tolist() == [2, 2]
 
 
 def test_recorded_newest_frames_rebuild_the_stacks_the_policy_saw():
@@ -111,3 +153,42 @@ def test_tiny_ppo_run_returns_documented_keys():
     with torch.inference_mode():
         logits = policy(torch.zeros(3, 4, 84, 84, dtype=torch.uint8))
     assert logits.shape == (3, 4)
+
+
+def _atari_checkpoint(tmp_path, demos):
+    from ilscaling.flops import budget_label
+    from ilscaling.models.atari import WidthCNN
+    from ilscaling.train import BCArgs, train_bc
+
+    demos.save(tmp_path / "train.npz")
+    budget = WidthCNN(2, 4).train_flops_per_sample() * 16 * 2
+    args = BCArgs(game="Breakout", width=2, num_actions=4, batch_size=16, budgets=[budget], device="cpu")
+    train_bc(args, tmp_path / "train.npz", tmp_path / "run", tmp_path / "work", log=lambda *_: None)
+    return tmp_path / "run" / f"c{budget_label(budget)}.pt", tmp_path / "train.npz"
+
+
+def test_evaluation_records_device_and_rollout_speed(tmp_path, demos):
+    from ilscaling.evaluate import evaluate_checkpoint
+
+    checkpoint, heldout = _atari_checkpoint(tmp_path, demos)
+    result = evaluate_checkpoint(checkpoint, heldout, tmp_path / "eval.json", episodes=3, seed=0,
+                                 max_episode_steps=30, device="cpu", log=lambda *_: None)
+    assert result["device"] == "cpu" and result["device_name"] == "cpu" and result["autocast"] is None
+    assert result["rollout_steps_per_s"] > 0 and result["rollout_play_steps_per_s"] >= result["rollout_steps_per_s"]
+    assert len(result["episode_returns"]) == 3 and result["heldout_loss_precision"] == "float32"
+    auto = evaluate_checkpoint(checkpoint, heldout, tmp_path / "auto.json", episodes=3, seed=0,
+                               max_episode_steps=30, log=lambda *_: None)
+    assert auto["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    if auto["device"] == "cpu":  # same device, same seed: the same games and loss
+        assert auto["episode_returns"] == result["episode_returns"] and auto["loss"] == result["loss"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_evaluation_on_cuda_without_cuda_fails_clearly(tmp_path, demos):
+    from ilscaling.evaluate import evaluate_checkpoint
+
+    checkpoint, heldout = _atari_checkpoint(tmp_path, demos)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        evaluate_checkpoint(checkpoint, heldout, tmp_path / "eval.json", episodes=1, seed=0,
+                            max_episode_steps=10, device="cuda", log=lambda *_: None)
+    assert not (tmp_path / "eval.json").exists()

@@ -54,7 +54,9 @@ def test_evaluation_records_each_game(tmp_path, split_file):
     checkpoint = tmp_path / "run" / f"c{budget_label(args.budgets[0])}.pt"
     result = evaluate_checkpoint(checkpoint, split_file, tmp_path / "eval.json", episodes=3, seed=0,
                                  max_episode_steps=40, processes=2, envs=2, ttyrec_dir=tmp_path / "ttyrecs",
-                                 log=lambda *_: None)
+                                 device="cpu", log=lambda *_: None)
+    assert result["device"] == "cpu" and result["autocast"] is None and result["rollout_steps_per_s"] > 0
+    assert result["rollout_play_steps_per_s"] >= result["rollout_steps_per_s"] and result["rollout_setup_s"] > 0
     assert result["game"] == "NetHack" and result["heldout_frames"] == read_json(split_file)["heldout_frames"]
     assert np.isfinite(result["loss"]) and 0 < result["loss"] < np.log(121) + 1
     assert len(result["episode_returns"]) == len(result["max_depths"]) == len(result["deaths"]) == 3
@@ -77,3 +79,24 @@ def test_heldout_loss_of_the_lstm_does_not_depend_on_the_sequence_length(tmp_pat
     short, frames = nethack_heldout_loss(model, split_file, batch_size=2, unroll=8)
     long, same_frames = nethack_heldout_loss(model, split_file, batch_size=2, unroll=256)
     assert frames == same_frames and long == pytest.approx(short, rel=1e-5)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_play_games_plays_each_quota_in_or_out_of_process(tmp_path, processes):
+    import torch
+
+    from ilscaling.games.nethack_vec import play_games
+    from ilscaling.models.nethack import NetHackNet
+
+    torch.manual_seed(0)
+    model = NetHackNet(NetHackModelConfig(hidden=16, core="lstm", variant="reduced", unroll=8)).eval()
+    played = play_games(model, 3, envs=2, processes=processes, max_episode_steps=25, savedir=tmp_path,
+                        generator=torch.Generator().manual_seed(0), log=lambda *_: None)
+    # Quotas 2 and 1, whatever the games' lengths; env 0's games come first.
+    assert len(played.scores) == len(played.steps) == 3 and all(1 <= s <= 25 for s in played.steps)
+    assert played.env_steps == sum(played.steps) and 0 < played.setup_s < played.wall_s
+    assert len(list(tmp_path.glob("env0000/*.ttyrec*"))) == 2 and len(list(tmp_path.glob("env0001/*.ttyrec*"))) == 1
+    for turns, depth, line, cut in zip(played.turns, played.max_depths, played.xlogfile, played.truncated):
+        # A game cut at the step limit is quit afterwards; a random policy's pending multi-turn
+        # command (a count, a search) can still use a turn or two before the quit lands.
+        assert depth == line["maxlvl"] and (turns - 1 <= line["turns"] <= turns + (5 if cut else 1))

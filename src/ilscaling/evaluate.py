@@ -6,6 +6,11 @@ parallel with batched inference. Atari: ALE's vector env, every checkpoint on th
 environment seeds (common random numbers), which lowers the variance between model sizes.
 NetHack: the in-game score is the return; games run in worker processes (games/nethack_vec.py)
 and cannot be seeded, so each game's max depth, turns, death cause and NLE seeds are recorded.
+
+Device: "auto" runs the network on CUDA when present (else the CPU), as training does
+(`ilscaling.train.resolve_device`). The held-out loss is computed in float32; the rollouts'
+forward runs under bf16 autocast on CUDA (the softmax and the sampling stay float32). The
+result records the device, its name, the rollouts' autocast and their steps/s.
 """
 
 from __future__ import annotations
@@ -31,15 +36,21 @@ def load_bc_model(checkpoint: dict) -> torch.nn.Module:
     return model.eval()
 
 
+def _device_of(model) -> torch.device:
+    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 @torch.inference_mode()
 def heldout_loss(model: torch.nn.Module, demos: Demonstrations, batch_size: int = 1024) -> float:
-    """Mean cross entropy over all frames of `demos`."""
+    """Mean cross entropy over all frames of `demos` (on the model's device, float32)."""
+    device = _device_of(model)
     total = 0.0
     for start in range(0, len(demos), batch_size):
         index = np.arange(start, min(start + batch_size, len(demos)))
-        logits = model(torch.from_numpy(demos.stacked(index)))
-        actions = torch.from_numpy(demos.actions[index].astype(np.int64))
-        total += F.cross_entropy(logits, actions, reduction="sum").item()
+        logits = model(torch.from_numpy(demos.stacked(index)).to(device))
+        actions = torch.from_numpy(demos.actions[index].astype(np.int64)).to(device)
+        total += F.cross_entropy(logits.float(), actions, reduction="sum").item()
     return total / len(demos)
 
 
@@ -53,12 +64,13 @@ def nethack_heldout_loss(model: torch.nn.Module, split_path: str | Path, *, batc
     from ilscaling.data.nethack import Split, sequence_batches
 
     split = Split.load(split_path)
+    device = _device_of(model)
     batch_size = min(batch_size, len(split.heldout))
-    state = model.initial_state(batch_size)
+    state = model.initial_state(batch_size, device)
     total, frames = 0.0, 0
     for batch in sequence_batches(split.db, split.dataset, split.heldout, batch_size=batch_size, seq_length=unroll,
                                   play_frames=split.play_frames):
-        batch = {k: torch.from_numpy(v) for k, v in batch.items()}
+        batch = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
         logits, state = model(batch["tty_chars"], batch["tty_colors"], batch["tty_cursor"], batch["prev_action"],
                               batch["done"], state)
         valid = batch["valid"]
@@ -70,15 +82,24 @@ def nethack_heldout_loss(model: torch.nn.Module, split_path: str | Path, *, batc
 def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, out_path: str | Path, *,
                         episodes: int, seed: int, max_episode_steps: int, num_threads: int = 1,
                         processes: int = 1, envs: int | None = None, ttyrec_dir: str | Path | None = None,
-                        log=print) -> dict:
+                        device: str = "auto", log=print) -> dict:
     """Held-out loss and sampled-policy return of one checkpoint, written to `out_path` (JSON).
 
-    NetHack only: `processes` worker processes step `envs` games at a time (default: all
+    `device`: auto (CUDA when present), cpu or cuda[:i]; cuda without CUDA is an error.
+    Atari: `envs` envs (default: one per episode, up to 8) play a fixed quota of games
+    each. NetHack: `processes` worker processes step `envs` games at a time (default: all
     `episodes` at once); `ttyrec_dir` keeps the games' ttyrecs.
     """
+    from ilscaling.train import device_record, resolve_device
+
+    device = resolve_device(device)  # fails clearly before any work when CUDA is asked for but absent
+    bf16 = device.type == "cuda"  # rollouts only; the held-out loss stays float32
+    if device.type == "cuda":  # float32 means float32: no TF32 in cuDNN's convolutions or matmuls
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_num_threads(num_threads)
     checkpoint = load_torch(checkpoint_path, "BC checkpoint")
-    model = load_bc_model(checkpoint)
+    model = load_bc_model(checkpoint).to(device)
     config = checkpoint["config"]
     game = config["game"]
     generator = torch.Generator().manual_seed(seed)
@@ -95,8 +116,10 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         loss_s = time.perf_counter() - started
         started = time.perf_counter()
         played = play_games(model, episodes, envs=envs or episodes, processes=processes,
-                            max_episode_steps=max_episode_steps, generator=generator, savedir=ttyrec_dir, log=log)
+                            max_episode_steps=max_episode_steps, generator=generator, savedir=ttyrec_dir,
+                            bf16=bf16, log=log)
         rollout_s = time.perf_counter() - started
+        setup_s, play_s = played.setup_s, played.play_s
         returns, lengths = np.asarray(played.scores, dtype=float), np.asarray(played.steps)
         truncated = np.asarray(played.truncated)
         extra = {"max_depths": played.max_depths, "mean_max_depth": float(np.mean(played.max_depths)),
@@ -109,8 +132,9 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         loss_s = time.perf_counter() - started
         started = time.perf_counter()
         played = play_episodes(game, model, episodes, seed=seed, greedy=False, max_episode_steps=max_episode_steps,
-                               num_threads=num_threads, generator=generator)
+                               num_threads=num_threads, generator=generator, envs=envs, device=device, bf16=bf16)
         rollout_s = time.perf_counter() - started
+        setup_s, play_s = played.setup_s, played.play_s
         returns, lengths = np.asarray(played.returns, dtype=float), np.asarray(played.lengths)
         truncated = np.asarray(played.truncated)
     result = {
@@ -122,11 +146,18 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         "return_sem": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else float("nan"),
         "episode_returns": returns.tolist(), "episode_lengths": lengths.tolist(),
         "episodes_truncated": int(truncated.sum()), "eval_seed": seed,
+        # Rollout speed: agent steps of the counted games per second, end to end (with creating the
+        # envs or worker processes) and while stepping only (setup excluded).
         "rollout_steps_per_s": float(lengths.sum() / max(rollout_s, 1e-9)),
+        "rollout_play_steps_per_s": float(lengths.sum() / max(play_s, 1e-9)),
+        "rollout_setup_s": setup_s,
+        **device_record(device, bf16), "heldout_loss_precision": "float32",
         "loss_s": loss_s, "rollout_s": rollout_s, "provenance": provenance(), **extra,
     }
     log(f"{game} w{result['width']} {result['budget']:.3g} FLOPs: held-out loss {loss:.4f}, "
-        f"return {result['return']:.2f} ± {result['return_sem']:.2f} over {len(returns)} episodes")
+        f"return {result['return']:.2f} ± {result['return_sem']:.2f} over {len(returns)} episodes; "
+        f"rollouts on {result['device_name']}: {result['rollout_steps_per_s']:,.0f} steps/s "
+        f"({result['rollout_play_steps_per_s']:,.0f} while stepping)")
     write_json(result, out_path)
     return result
 

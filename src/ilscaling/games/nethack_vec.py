@@ -1,9 +1,17 @@
 """Rollouts of a NetHack policy: many games in worker processes, one batched forward per step.
 
 Each worker process owns several environments and steps them all on one message from the
-parent; the parent runs the model once per step on every environment's observation (batch =
-all environments, T = 1, the recurrent state carried). Every environment plays a fixed quota
-of games decided in advance, so short games are not over-represented.
+parent; the parent runs the model once per step on the observations of every environment still
+playing (batch = those environments, T = 1, their recurrent state rows carried). Every
+environment plays a fixed quota of games decided in advance, so short games are not
+over-represented; an environment whose quota is done leaves the batch.
+
+Observations travel through shared memory: the workers write each environment's terminal
+(tty_chars, tty_colors, tty_cursor) into one array per key shared with the parent, which reads
+them as tensors without pickling or copying; the pipes carry only the actions and small
+per-game records. The policy's forward dominates a step (about 6.6 MFLOP per observation for
+the reduced encoders, against ~20 us of NLE per step), so the speed of a rollout is bounded by
+the forward; benchmarks/rollouts.py measures how close it gets.
 
 NetHackChallenge cannot be seeded: each game is recorded as it was (NLE's seeds where NLE
 reports them, and the ttyrec when kept), and the policy's sampling is seeded.
@@ -11,6 +19,7 @@ reports them, and the ttyrec when kept), and the policy's sampling is seeded.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import shutil
 import tempfile
@@ -25,6 +34,8 @@ from ilscaling.data.nethack import START_ACTION
 from ilscaling.games import nethack as nh
 
 OBSERVATION_KEYS = ("tty_chars", "tty_colors", "tty_cursor", "blstats")
+# What the policy reads, with its shape per environment and dtype (NLE's own dtypes).
+POLICY_INPUTS = {"tty_chars": ((24, 80), np.uint8), "tty_colors": ((24, 80), np.int8), "tty_cursor": ((2,), np.uint8)}
 
 
 @dataclass
@@ -41,69 +52,111 @@ class Games:
     xlogfile: list = field(default_factory=list)
     env_steps: int = 0
     wall_s: float = 0.0
+    setup_s: float = 0.0  # starting the worker processes and their environments (part of wall_s)
+    play_s: float = 0.0  # the stepping loop alone (part of wall_s; closing the environments is not)
 
 
-def _worker(conn, character: str, max_episode_steps: int, savedirs: list[str], quotas: list[int]):
-    """Step this worker's environments on each action message until every quota is played."""
-    envs = [nh.make_env(character=character, max_episode_steps=max_episode_steps, savedir=savedir,
-                        observation_keys=OBSERVATION_KEYS) for savedir in savedirs]
-    played = [0] * len(envs)
-    steps = [0] * len(envs)
-    depth = [0] * len(envs)
-    last = [None] * len(envs)
-    live = [None] * len(envs)  # blstats of the last frame of a running game (NLE zeroes them at death)
+def _shared_views(buffers: dict, envs: int) -> dict[str, np.ndarray]:
+    """numpy views (envs, *shape) of the shared observation buffers."""
+    return {key: np.frombuffer(buffers[key], dtype=dtype).reshape(envs, *shape)
+            for key, (shape, dtype) in POLICY_INPUTS.items()}
 
-    def observe(i, obs):
+
+class _EnvBlock:
+    """Environments that step together, writing their observations to rows `rows` of `shared`."""
+
+    def __init__(self, character: str, max_episode_steps: int, savedirs: list[str], quotas: list[int],
+                 shared: dict[str, np.ndarray], rows: list[int]):
+        self.shared, self.rows, self.quotas = shared, rows, quotas
+        self.envs = [nh.make_env(character=character, max_episode_steps=max_episode_steps, savedir=savedir,
+                                 observation_keys=OBSERVATION_KEYS) for savedir in savedirs]
+        n = len(self.envs)
+        self.played, self.steps, self.depth = [0] * n, [0] * n, [0] * n
+        self.live = [None] * n  # blstats of the last frame of a running game (NLE zeroes them at death)
+        for i, env in enumerate(self.envs):
+            obs, _ = env.reset()
+            self._observe(i, obs)
+
+    def _observe(self, i, obs):
         if obs["blstats"].any():
-            live[i] = obs["blstats"].copy()
-            depth[i] = max(depth[i], int(live[i][nh.BL_DEPTH]))
-        last[i] = obs
+            self.live[i] = obs["blstats"].copy()
+            self.depth[i] = max(self.depth[i], int(self.live[i][nh.BL_DEPTH]))
+        for key, view in self.shared.items():
+            view[self.rows[i]] = obs[key]
 
-    for i, env in enumerate(envs):
-        obs, _ = env.reset()
-        observe(i, obs)
-    conn.send(_stack(last, [True] * len(envs)))
+    def step(self, actions) -> tuple[list[dict], list[int], list[bool], int]:
+        """Step every environment with games left -> (finished games, local indices that started a
+        new game, whether each quota is done, steps taken)."""
+        finished, starts, stepped = [], [], 0
+        for i, env in enumerate(self.envs):
+            if self.played[i] >= self.quotas[i]:
+                continue  # this environment's games are done; the parent no longer reads its row
+            obs, _reward, terminated, truncated, _info = env.step(int(actions[i]))
+            stepped += 1
+            self.steps[i] += 1
+            self._observe(i, obs)  # at a game's end: the last frame's blstats
+            if terminated or truncated:
+                if truncated:
+                    nh.finish_game(env)  # so NetHack writes the game's xlogfile line
+                blstats = self.live[i]
+                finished.append({"env": i, "score": int(blstats[nh.BL_SCORE]), "max_depth": self.depth[i],
+                                 "turns": int(blstats[nh.BL_TIME]), "steps": self.steps[i],
+                                 "truncated": bool(truncated), "seeds": nh.game_seeds(env)})
+                self.played[i] += 1
+                self.steps[i], self.depth[i] = 0, 0
+                if self.played[i] < self.quotas[i]:
+                    obs, _ = env.reset()
+                    starts.append(i)
+                    self._observe(i, obs)
+        return finished, starts, [p >= q for p, q in zip(self.played, self.quotas)], stepped
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class _LocalBlock:
+    """An _EnvBlock in this process behind the worker's pipe protocol (no process, no IPC)."""
+
+    def __init__(self, *args):
+        self.block = _EnvBlock(*args)
+        self.reply = "ready"
+
+    def send(self, actions) -> None:
+        self.reply = self.block.step(actions) if actions is not None else None
+
+    def recv(self):
+        return self.reply
+
+
+def _worker(conn, character: str, max_episode_steps: int, savedirs: list[str], quotas: list[int],
+            buffers: dict, total_envs: int, rows: list[int]):
+    """Step this worker's environments on each action message until every quota is played."""
+    block = _EnvBlock(character, max_episode_steps, savedirs, quotas, _shared_views(buffers, total_envs), rows)
+    conn.send("ready")
     while True:
         actions = conn.recv()
         if actions is None:
             break
-        finished, starts, stepped = [], [False] * len(envs), 0
-        for i, env in enumerate(envs):
-            if played[i] >= quotas[i]:
-                continue  # this environment's games are done; the parent ignores its row
-            obs, _reward, terminated, truncated, _info = env.step(int(actions[i]))
-            stepped += 1
-            steps[i] += 1
-            observe(i, obs)
-            if terminated or truncated:
-                if truncated:
-                    nh.finish_game(env)  # so NetHack writes the game's xlogfile line
-                blstats = live[i]
-                finished.append({"env": i, "score": int(blstats[nh.BL_SCORE]), "max_depth": depth[i],
-                                 "turns": int(blstats[nh.BL_TIME]), "steps": steps[i], "truncated": bool(truncated),
-                                 "seeds": nh.game_seeds(env)})
-                played[i] += 1
-                steps[i], depth[i] = 0, 0
-                if played[i] < quotas[i]:
-                    obs, _ = env.reset()
-                    observe(i, obs)
-                    starts[i] = True
-        conn.send((_stack(last, starts), finished, [p >= q for p, q in zip(played, quotas)], stepped))
-    for env in envs:
-        env.close()
+        conn.send(block.step(actions))
+    block.close()
     conn.close()
-
-
-def _stack(observations, starts):
-    return {key: np.stack([obs[key] for obs in observations]) for key in ("tty_chars", "tty_colors", "tty_cursor")
-            } | {"start": np.asarray(starts)}
 
 
 @torch.inference_mode()
 def play_games(model: torch.nn.Module, games: int, *, envs: int, processes: int, max_episode_steps: int,
                character: str = nh.CHARACTER, generator: torch.Generator | None = None,
-               savedir: str | Path | None = None, log=print) -> Games:
-    """Play `games` games of the sampled policy; ttyrecs go to `savedir` when given (else discarded)."""
+               savedir: str | Path | None = None, bf16: bool = False, log=print) -> Games:
+    """Play `games` games of the sampled policy; ttyrecs go to `savedir` when given (else discarded).
+
+    `envs` environments play at once, in `processes` worker processes (processes=1: in this
+    process, which saves a round trip through a pipe per step and costs nothing in parallelism,
+    as the parent waits for a lone worker anyway).
+
+    The model runs on its own device (bf16 autocast on CUDA when `bf16`; logits and sampling
+    float32). Actions are sampled with `generator` in a fixed order (environment index), once
+    per step for the environments still playing.
+    """
     envs = max(1, min(envs, games))
     processes = max(1, min(processes, envs))
     quotas = [games // envs + (i < games % envs) for i in range(envs)]
@@ -111,57 +164,86 @@ def play_games(model: torch.nn.Module, games: int, *, envs: int, processes: int,
     root = Path(savedir) if keep else Path(tempfile.mkdtemp(prefix="nethack-eval-"))
     owners = np.array_split(np.arange(envs), processes)
     context = mp.get_context("spawn")  # NLE is not fork-safe once torch threads exist
-    pipes, workers = [], []
-    for p, members in enumerate(owners):
-        parent, child = context.Pipe()
-        dirs = [str(root / f"env{i:04d}") for i in members]
-        for d in dirs:
-            Path(d).mkdir(parents=True, exist_ok=True)
-        worker = context.Process(target=_worker, daemon=True,
-                                 args=(child, character, max_episode_steps, dirs, [quotas[i] for i in members]))
-        worker.start()
-        child.close()
-        pipes.append(parent)
-        workers.append(worker)
+    buffers = {key: context.RawArray("B", envs * int(np.prod(shape)) * np.dtype(dtype).itemsize)
+               for key, (shape, dtype) in POLICY_INPUTS.items()}
+    shared = _shared_views(buffers, envs)
+    device = next(model.parameters()).device
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and device.type == "cuda"
+                else contextlib.nullcontext())
+    # Zero-copy tensors over the shared buffers, as (envs, T=1, ...) inputs.
+    inputs = {key: torch.from_numpy(view).unsqueeze(1) for key, view in shared.items()}
 
     result = Games()
     started = time.perf_counter()
-    device = next(model.parameters()).device
+    pipes, workers, local = [], [], None
     try:
-        first = [pipe.recv() for pipe in pipes]
-        obs = {key: np.concatenate([f[key] for f in first]) for key in first[0]}
+        if processes == 1:  # one worker would only alternate with the parent: step in this process
+            local = _LocalBlock(character, max_episode_steps, [str(root / f"env{i:04d}") for i in owners[0]],
+                                quotas, shared, [int(i) for i in owners[0]])
+            pipes.append(local)
+        for members in owners if local is None else ():
+            parent, child = context.Pipe()
+            dirs = [str(root / f"env{i:04d}") for i in members]
+            for d in dirs:
+                Path(d).mkdir(parents=True, exist_ok=True)
+            worker = context.Process(target=_worker, daemon=True,
+                                     args=(child, character, max_episode_steps, dirs, [quotas[i] for i in members],
+                                           buffers, envs, [int(i) for i in members]))
+            worker.start()
+            child.close()
+            pipes.append(parent)
+            workers.append(worker)
+        for pipe in pipes:
+            if pipe.recv() != "ready":
+                raise RuntimeError("a NetHack worker failed to start")
+        result.setup_s = time.perf_counter() - started
         state = model.initial_state(envs, device)
         prev_action = torch.full((envs,), START_ACTION, dtype=torch.long)
+        done = torch.ones(envs, dtype=torch.bool)  # every environment starts a game
         active = np.ones(envs, dtype=bool)
+        actions = np.zeros(envs, dtype=np.int16)
         records = []
         while active.any():
-            done = torch.from_numpy(obs["start"])
+            rows = np.flatnonzero(active)
+            everyone = len(rows) == envs
+            index = None if everyone else torch.from_numpy(rows)
+            pick = (lambda t: t) if everyone else (lambda t: t.index_select(0, index.to(t.device)))
             prev_action[done] = START_ACTION
-            logits, state = model(
-                torch.from_numpy(obs["tty_chars"])[:, None].to(device),
-                torch.from_numpy(obs["tty_colors"])[:, None].to(device),
-                torch.from_numpy(obs["tty_cursor"].astype(np.uint8))[:, None].to(device),
-                prev_action[:, None].to(device), done[:, None].to(device), state)
+            with autocast:
+                logits, new_state = model(
+                    pick(inputs["tty_chars"]).to(device), pick(inputs["tty_colors"]).to(device),
+                    pick(inputs["tty_cursor"]).to(device), pick(prev_action)[:, None].to(device),
+                    pick(done)[:, None].to(device), tuple(pick(s) for s in state))
+            if everyone:
+                state = new_state
+            else:
+                for old, new in zip(state, new_state):
+                    old.index_copy_(0, index.to(old.device), new.to(old.dtype))
             probs = torch.softmax(logits[:, 0].float(), dim=-1).cpu()
             action = torch.multinomial(probs, 1, generator=generator)[:, 0]
-            prev_action = action.clone()
+            prev_action[rows] = action
+            actions[rows] = action.numpy()
+            done[:] = False
             for pipe, members in zip(pipes, owners):
-                pipe.send(action[members].numpy())
-            replies = [pipe.recv() for pipe in pipes]
-            obs = {key: np.concatenate([r[0][key] for r in replies]) for key in replies[0][0]}
-            for members, (_, finished, complete, stepped) in zip(owners, replies):
+                pipe.send(actions[members])
+            for pipe, members in zip(pipes, owners):
+                finished, starts, complete, stepped = pipe.recv()
                 result.env_steps += stepped
+                done[torch.as_tensor(members[starts], dtype=torch.long)] = True
                 for record in finished:
                     record["env"] = int(members[record["env"]])
                     records.append(record)
                     log(f"game {len(records)}/{games}: score {record['score']}, depth {record['max_depth']}, "
                         f"{record['steps']} steps{' (step limit)' if record['truncated'] else ''}")
                 active[members] = ~np.asarray(complete)
+        result.play_s = time.perf_counter() - started - result.setup_s
         for pipe in pipes:
             pipe.send(None)
         for worker in workers:
             worker.join(timeout=60)
     finally:
+        if local is not None:
+            local.block.close()
         for worker in workers:
             if worker.is_alive():
                 worker.terminate()
