@@ -85,12 +85,30 @@ def cmd_train_bc(args):
     train_bc(dataclass_from_args(BCArgs, args), args.train, args.out_dir, args.work_dir)
 
 
+BATCHED_MEMBER_FIELDS = ("game", "seed", "num_actions", "budgets")  # per member, from --members
+
+
+def cmd_train_bc_batched(args):
+    import json
+
+    from ilscaling.train import BCArgs
+    from ilscaling.train_batched import Member, train_batched
+
+    shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(BCArgs)
+              if f.name not in BATCHED_MEMBER_FIELDS and getattr(args, f.name) is not None}
+    members = [Member(BCArgs(**shared, game=m["game"], seed=m["seed"], num_actions=m["num_actions"],
+                             budgets=[float(b) for b in m["budgets"]]), Path(m["train"]), Path(m["out_dir"]),
+                      Path(m["work_dir"])) for m in json.loads(args.members)]
+    train_batched(members, args.work_dir, vectorize=args.vectorize)
+
+
 def cmd_evaluate(args):
     from ilscaling.evaluate import evaluate_checkpoint
 
     evaluate_checkpoint(args.checkpoint, args.heldout, args.out, episodes=args.episodes, seed=args.seed,
                         max_episode_steps=args.max_episode_steps, num_threads=args.threads,
-                        processes=args.processes, envs=args.envs, ttyrec_dir=args.ttyrec_dir)
+                        processes=args.processes, envs=args.envs, ttyrec_dir=args.ttyrec_dir,
+                        device=args.device)
 
 
 def cmd_build_nethack_dataset(args):
@@ -189,6 +207,13 @@ def cmd_propose_grid(args):
         print(yaml.safe_dump({"grid": sweep_grid(config, game)}, default_flow_style=None, sort_keys=False))
 
 
+def cmd_scale_check(args):
+    from ilscaling.scalecheck import main
+
+    extra = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
+    main(args.configfile, None if args.workflow_profile == "none" else args.workflow_profile, args.directory, extra)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ilscaling.ppo import PPOArgs
     from ilscaling.scaling import FitConfig
@@ -233,6 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", required=True, help="resume state and unfinished checkpoints, outside --out-dir")
     p.set_defaults(func=cmd_train_bc)
 
+    p = commands.add_parser("train-bc-batched", help="Atari BC runs of one width in one process (stacked parameters)")
+    add_dataclass_arguments(p, BCArgs, exclude=BATCHED_MEMBER_FIELDS)
+    p.add_argument("--members", required=True,
+                   help='JSON list of {"game", "seed", "num_actions", "budgets" (FLOPs, as numbers or labels), '
+                        '"train", "out_dir", "work_dir"}: each run as train-bc would take it')
+    p.add_argument("--work-dir", required=True, help="the group's resume state")
+    p.add_argument("--vectorize", choices=("auto", "vmap", "loop"), default="auto",
+                   help="vmap: one grouped forward; loop: one member after another; auto: vmap on a GPU")
+    p.set_defaults(func=cmd_train_bc_batched)
+
     p = commands.add_parser("evaluate", help="held-out loss and sampled-policy return of one checkpoint")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--heldout", required=True)
@@ -242,8 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-episode-steps", type=int, default=27000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--processes", type=int, default=1, help="NetHack: worker processes stepping the games")
-    p.add_argument("--envs", type=int, default=None, help="NetHack: games played at once (default: all)")
+    p.add_argument("--envs", type=int, default=None,
+                   help="games played at once (default: all; Atari: up to 32), each playing a fixed quota")
     p.add_argument("--ttyrec-dir", default=None, help="NetHack: keep the games' ttyrecs here")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when present), cpu or cuda[:i] for the network; cuda without CUDA fails")
     p.set_defaults(func=cmd_evaluate)
 
     p = commands.add_parser("build-nethack-dataset", help="index NLE ttyrecs with nle.dataset and split whole games")
@@ -320,6 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("propose-grid", help="print a sweep grid around the expected optimum")
     p.add_argument("--configfile", default="config.yaml")
     p.set_defaults(func=cmd_propose_grid)
+
+    p = commands.add_parser("scale-check", help="jobs and GPU-hours a configuration asks for (snakemake -n), "
+                                                "before anything is submitted")
+    p.add_argument("--configfile", nargs="+", default=["configs/paper-atari.yaml", "configs/paper-nethack.yaml"])
+    p.add_argument("--workflow-profile", default="profiles/slurm", help="the profile to submit with; none: no profile")
+    p.add_argument("--directory", default=None,
+                   help="working directory to dry-run in (default: an empty one, so the whole study counts)")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="after --: further snakemake arguments")
+    p.set_defaults(func=cmd_scale_check)
     return parser
 
 

@@ -242,3 +242,33 @@ def sweep_runs(config: dict, game: str) -> list[Run]:
             budgets_of.setdefault(width, []).append(float(label))
     return [Run(game, width, seed, tuple(sorted(budgets)))
             for width, budgets in sorted(budgets_of.items()) for seed in config[family(game)]["bc"]["seeds"]]
+
+
+@dataclass(frozen=True)
+class BatchedGroup:
+    """Atari sweep runs of one width trained in one process (atari.bc.batched; train_batched.py)."""
+
+    width: int
+    index: int
+    runs: tuple[Run, ...]
+
+    @property
+    def name(self) -> str:
+        return f"w{self.width}-g{self.index}"
+
+
+def batched_groups(config: dict) -> list[BatchedGroup]:
+    """The Atari runs up to atari.bc.batched.max_width grouped by width (across games and seeds, in
+    config order), at most atari.bc.batched.max_models per group; none when batched training is off."""
+    atari = config.get("atari", {})
+    batched = atari.get("bc", {}).get("batched", {})
+    if not atari.get("games") or not batched.get("enabled"):
+        return []
+    by_width: dict[int, list[Run]] = {}
+    for game in atari["games"]:
+        for run in sweep_runs(config, game):
+            if run.width <= batched["max_width"]:
+                by_width.setdefault(run.width, []).append(run)
+    size = batched["max_models"]
+    return [BatchedGroup(width, k // size, tuple(runs[k: k + size]))
+            for width, runs in sorted(by_width.items()) for k in range(0, len(runs), size)]

@@ -67,6 +67,10 @@ class BCArgs:
     """Seconds between periodic resume files (work lost to a SIGKILL is at most this)."""
     log_every: int = 200
     """Steps between progress lines in the log."""
+    channels_last: bool = True
+    """Atari: channels-last convolutions (faster on CPU and GPU; the checkpoint's weights are stored the same way)."""
+    compile: bool = False
+    """torch.compile the model (inductor): pays off only where the run is much longer than the compilation."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -92,10 +96,14 @@ def device_record(device: torch.device, bf16: bool) -> dict:
 
 
 class AtariTask:
-    """Single 4-frame observations in a fresh random order each epoch."""
+    """Single 4-frame observations in a fresh random order each epoch.
 
-    def __init__(self, args: BCArgs, train_path, rng: np.random.Generator, device: torch.device):
-        self.data = Demonstrations.load(train_path)
+    `data` lets runs that train in one process (train_batched.py) share one game's frames.
+    """
+
+    def __init__(self, args: BCArgs, train_path, rng: np.random.Generator, device: torch.device,
+                 data: Demonstrations | None = None):
+        self.data = data if data is not None else Demonstrations.load(train_path)
         if len(self.data) == 0:
             raise ValueError(f"{train_path} holds no training frames")
         self.num_frames = len(self.data)
@@ -103,15 +111,20 @@ class AtariTask:
         self.model = build_model(dataclasses.asdict(args)).to(device)
         self.order, self.pos = epoch_order(self.num_frames, rng), 0
 
-    def loss(self) -> tuple[torch.Tensor, int]:
-        """Loss of the next batch and its number of samples."""
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 frames (b, 4, 84, 84) and int64 actions (b,) of the next batch (b < batch_size at an epoch's end)."""
         if self.pos >= len(self.order):
             self.order, self.pos = epoch_order(self.num_frames, self.rng), 0
         index = self.order[self.pos: self.pos + self.args.batch_size]
         self.pos += len(index)
-        frames = torch.from_numpy(self.data.stacked(index)).to(self.device, non_blocking=True)
-        actions = torch.from_numpy(self.data.actions[index].astype(np.int64)).to(self.device, non_blocking=True)
-        return F.cross_entropy(self.model(frames).float(), actions), len(index)
+        return self.data.stacked(index), self.data.actions[index].astype(np.int64)
+
+    def loss(self, model) -> tuple[torch.Tensor, int]:
+        """Loss of `model` (the task's, perhaps compiled) on the next batch, and its number of samples."""
+        frames, actions = self.next_batch()
+        frames = torch.from_numpy(frames).to(self.device, non_blocking=True)
+        actions = torch.from_numpy(actions).to(self.device, non_blocking=True)
+        return F.cross_entropy(model(frames).float(), actions), len(actions)
 
     def state_dict(self) -> dict:
         return {"order": self.order, "pos": self.pos}
@@ -156,9 +169,9 @@ class NetHackTask:
             if batch["valid"].any():
                 return batch
 
-    def loss(self) -> tuple[torch.Tensor, int]:
+    def loss(self, model) -> tuple[torch.Tensor, int]:
         batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in self._next_batch().items()}
-        logits, carry = self.model(batch["tty_chars"], batch["tty_colors"], batch["tty_cursor"],
+        logits, carry = model(batch["tty_chars"], batch["tty_colors"], batch["tty_cursor"],
                                    batch["prev_action"], batch["done"], self.carry)
         # Truncated backpropagation: the state flows on, its gradient stops at the unroll's edge.
         self.carry = tuple(c.detach() for c in carry)
@@ -182,8 +195,15 @@ def make_task(args: BCArgs, train_path, rng, device):
     return (NetHackTask if args.game == NETHACK else AtariTask)(args, train_path, rng, device)
 
 
-class _StopRequested(Exception):
-    pass
+def compiled(model: torch.nn.Module, enabled: bool):
+    """The model the training step calls: `torch.compile`d (inductor) when asked, else itself.
+
+    The compiled module shares the parameters, so the optimiser, the checkpoints and the resume
+    state use `model` either way.
+    """
+    # Static shapes: the short batch at an epoch's end compiles once more instead of turning every
+    # kernel into a dynamic-shape one.
+    return torch.compile(model, dynamic=False) if enabled else model
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -192,104 +212,183 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def sorted_budgets(budgets) -> list[float]:
+    if not budgets or min(budgets) <= 0:
+        raise ValueError(f"budgets must be a non-empty list of positive FLOPs, got {budgets}")
+    return sorted(float(b) for b in budgets)
+
+
+def cpu_state(state: dict) -> dict:
+    """A state dict as a checkpoint stores it: on the CPU, contiguous (the memory format is not saved)."""
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+class RunProgress:
+    """One run's way to its budgets: step, sample and FLOP counts, the checkpoints, the final outputs.
+
+    Shared by the solo loop (`train_bc`) and the batched one (`train_batched.train_batched`), so a
+    run writes the same files whichever trained it. The training loss is summed on the model's
+    device (no host sync per step) in float64, which equals summing `loss.item()` on the host.
+    """
+
+    def __init__(self, args: BCArgs, model, num_frames: int, device: torch.device, out_dir, work_dir, log):
+        self.args, self.budgets = args, sorted_budgets(args.budgets)
+        self.out_dir, self.work_dir, self.log = Path(out_dir), Path(work_dir), log
+        self.num_frames = num_frames
+        self.flops_per_sample = model.train_flops_per_sample()
+        self.meta = {"params": model.num_params(), "train_flops_per_sample": self.flops_per_sample,
+                     "train_frames": num_frames, "config": dataclasses.asdict(args), "provenance": provenance(),
+                     **device_record(device, args.bf16)}
+        self.state = {"step": 0, "samples": 0, "flops": 0.0, "loss_sum": torch.zeros((), dtype=torch.float64,
+                      device=device), "loss_steps": 0, "checkpoints": [], "wall_s": 0.0}
+
+    def describe(self) -> str:
+        return (f"{self.args.game} width {self.args.width} seed {self.args.seed}: {self.meta['params']} params, "
+                f"{self.flops_per_sample:.4g} FLOPs/sample, {self.num_frames} training frames, "
+                f"budgets {[budget_label(b) for b in self.budgets]}, on {self.meta['device_name']}")
+
+    @property
+    def done(self) -> bool:
+        return len(self.state["checkpoints"]) == len(self.budgets)
+
+    def add_step(self, loss: torch.Tensor, samples: int, wall_s: float) -> list[float]:
+        """Count one optimiser step; return the budgets it crossed (to checkpoint now)."""
+        state = self.state
+        state["step"] += 1
+        state["samples"] += samples
+        state["flops"] = self.flops_per_sample * state["samples"]  # from the count: no drift
+        state["loss_sum"] += loss.detach().double()
+        state["loss_steps"] += 1
+        state["wall_s"] = wall_s
+        crossed = []
+        for budget in self.budgets[len(state["checkpoints"]):]:
+            if state["flops"] < budget:
+                break
+            crossed.append(budget)
+        return crossed
+
+    def checkpoint(self, budget: float, model_state: dict) -> None:
+        """Write c<budget>.pt into the work folder (the first step at or past the budget)."""
+        state = self.state
+        record = {"budget": budget, "flops": state["flops"], "samples": state["samples"], "steps": state["step"],
+                  "epochs": state["samples"] / self.num_frames,
+                  "train_loss": float(state["loss_sum"]) / state["loss_steps"], "wall_s": state["wall_s"]}
+        save_torch({"model": cpu_state(model_state), **self.meta, **record},
+                   self.work_dir / f"c{budget_label(budget)}.pt")
+        state["checkpoints"].append(record)
+        state["loss_sum"].zero_()
+        state["loss_steps"] = 0
+        self.log(f"checkpoint {budget_label(budget)} of {self.args.game} w{self.args.width}-s{self.args.seed}: "
+                 f"step {state['step']}, {state['samples']} samples, {record['epochs']:.2f} epochs, "
+                 f"train loss {record['train_loss']:.4f}")
+
+    def state_dict(self) -> dict:
+        return {**self.state, "loss_sum": self.state["loss_sum"].cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = {**state, "loss_sum": state["loss_sum"].to(self.state["loss_sum"].device)}
+
+    def finish(self, extra: dict | None = None) -> list[dict]:
+        """Move the checkpoints into the output folder, write metrics.json, drop the work folder."""
+        state = self.state
+        summary = {**self.meta, "checkpoints": state["checkpoints"],
+                   "samples_per_s": state["samples"] / max(state["wall_s"], 1e-9),
+                   "achieved_flops_per_s": state["flops"] / max(state["wall_s"], 1e-9), **(extra or {})}
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for budget in self.budgets:
+            name = f"c{budget_label(budget)}.pt"
+            os.replace(self.work_dir / name, self.out_dir / name)
+        write_json(summary, self.out_dir / "metrics.json")
+        shutil.rmtree(self.work_dir)
+        return state["checkpoints"]
+
+
+class Preemptible:
+    """The resume file of a loop, and what SIGTERM/SIGUSR1 (Slurm's preemption notice) do.
+
+    A signal only sets a flag; the loop calls `between_steps()` where its state is consistent,
+    which writes the resume file and exits with status 1 (a rerun resumes), or writes it anyway
+    every `every_s` seconds (work lost to a SIGKILL is at most that).
+    """
+
+    def __init__(self, path, config, snapshot, every_s: float, log):
+        self.path, self.config, self.snapshot, self.every_s, self.log = Path(path), config, snapshot, every_s, log
+        self.signal, self.last_write = None, time.perf_counter()
+
+    def load(self) -> dict | None:
+        """The saved state, if a resume file of this configuration exists."""
+        if not self.path.is_file():
+            return None
+        saved = load_torch(self.path, "resume file")
+        if saved["config"] != self.config:
+            raise ValueError(f"resume file {self.path} belongs to another configuration; delete it to restart")
+        return saved
+
+    def write(self) -> None:
+        save_torch({"config": self.config, **self.snapshot()}, self.path)
+        self.last_write = time.perf_counter()
+
+    def between_steps(self, step: int) -> None:
+        if self.signal is not None:
+            self.write()
+            self.log(f"{self.signal} received: wrote {self.path} at step {step}; rerun to resume")
+            raise SystemExit(1)
+        if time.perf_counter() - self.last_write > self.every_s:
+            self.write()
+
+    def __enter__(self):
+        def request_stop(signum, _frame):
+            self.signal = signal.Signals(signum).name
+
+        self.previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
 def train_bc(args: BCArgs, train_path: str | Path, out_dir: str | Path, work_dir: str | Path,
              log=print) -> list[dict]:
     """Train one run; write `out_dir/c<budget>.pt` per budget and `out_dir/metrics.json`.
 
     `work_dir` keeps the resume state and the checkpoints while the run is unfinished.
     """
-    if not args.budgets or min(args.budgets) <= 0:
-        raise ValueError(f"budgets must be a non-empty list of positive FLOPs, got {args.budgets}")
-    budgets = sorted(float(b) for b in args.budgets)
-    out_dir, work_dir = Path(out_dir), Path(work_dir)
-    resume_path = work_dir / "resume.pt"
+    sorted_budgets(args.budgets)
     torch.set_num_threads(args.num_threads)
     device = resolve_device(args.device)
     rng = seed_everything(args.seed)
     task = make_task(args, train_path, rng, device)
     model = task.model
+    step_model = compiled(model, args.compile)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    flops_per_sample = model.train_flops_per_sample()
-    state = {"step": 0, "samples": 0, "flops": 0.0, "loss_sum": 0.0, "loss_steps": 0, "checkpoints": [],
-             "wall_s": 0.0}
-    if resume_path.is_file():
-        saved = load_torch(resume_path, "resume file")
-        if saved["args"] != dataclasses.asdict(args):
-            raise ValueError(f"resume file {resume_path} belongs to another configuration; delete it to restart")
+    run = RunProgress(args, model, task.num_frames, device, out_dir, work_dir, log)
+    resume = Preemptible(Path(work_dir) / "resume.pt", dataclasses.asdict(args), lambda: {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
+        "state": run.state_dict(), "data": task.state_dict()}, args.resume_every_s, log)
+    saved = resume.load()
+    if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = saved["rng"]
-        state = saved["state"]
+        run.load_state_dict(saved["state"])
         task.load_state_dict(saved["data"])
-        log(f"resumed from {resume_path} at step {state['step']}, {state['flops']:.3g} FLOPs")
-
-    def write_resume():
-        save_torch({"args": dataclasses.asdict(args), "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
-                    "state": state, "data": task.state_dict()}, resume_path)
-
-    def request_stop(signum, _frame):
-        raise _StopRequested(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
-    meta = {"params": model.num_params(), "train_flops_per_sample": flops_per_sample,
-            "train_frames": task.num_frames, "config": dataclasses.asdict(args), "provenance": provenance(),
-            **device_record(device, args.bf16)}
-    log(f"{args.game} width {args.width}: {meta['params']} params, {flops_per_sample:.4g} FLOPs/sample, "
-        f"{task.num_frames} training frames, budgets {[budget_label(b) for b in budgets]}, "
-        f"on {meta['device_name']}")
-    started, last_resume = time.perf_counter(), time.perf_counter()
-    wall_before = state["wall_s"]
-    try:
-        while len(state["checkpoints"]) < len(budgets):
+        log(f"resumed from {resume.path} at step {run.state['step']}, {run.state['flops']:.3g} FLOPs")
+    log(run.describe())
+    started, wall_before = time.perf_counter(), run.state["wall_s"]
+    with resume:
+        while not run.done:
+            resume.between_steps(run.state["step"])
             with autocast(device, args.bf16):
-                loss, samples = task.loss()
+                loss, samples = task.loss(step_model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-
-            state["step"] += 1
-            state["samples"] += samples
-            state["flops"] = flops_per_sample * state["samples"]  # from the count: no drift
-            state["loss_sum"] += loss.item()
-            state["loss_steps"] += 1
-            state["wall_s"] = wall_before + time.perf_counter() - started
-
-            while len(state["checkpoints"]) < len(budgets) and state["flops"] >= budgets[len(state["checkpoints"])]:
-                budget = budgets[len(state["checkpoints"])]
-                record = {
-                    "budget": budget, "flops": state["flops"], "samples": state["samples"],
-                    "steps": state["step"], "epochs": state["samples"] / task.num_frames,
-                    "train_loss": state["loss_sum"] / state["loss_steps"], "wall_s": state["wall_s"],
-                }
-                save_torch({"model": {k: v.cpu() for k, v in model.state_dict().items()}, **meta, **record},
-                           work_dir / f"c{budget_label(budget)}.pt")
-                state["checkpoints"].append(record)
-                state["loss_sum"], state["loss_steps"] = 0.0, 0
-                log(f"checkpoint {budget_label(budget)}: step {state['step']}, {state['samples']} samples, "
-                    f"{record['epochs']:.2f} epochs, train loss {record['train_loss']:.4f}")
-                write_resume()
-            if state["step"] % args.log_every == 0:
-                log(f"step {state['step']}: loss {loss.item():.4f}, {state['flops']:.3g} FLOPs, "
-                    f"{state['samples'] / max(state['wall_s'], 1e-9):.0f} samples/s")
-            if time.perf_counter() - last_resume > args.resume_every_s:
-                write_resume()
-                last_resume = time.perf_counter()
-    except _StopRequested as stop:
-        write_resume()
-        log(f"{stop} received: wrote {resume_path} at step {state['step']}; rerun to resume")
-        raise SystemExit(1)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    summary = {**meta, "checkpoints": state["checkpoints"],
-               "samples_per_s": state["samples"] / max(state["wall_s"], 1e-9),
-               "achieved_flops_per_s": state["flops"] / max(state["wall_s"], 1e-9)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for budget in budgets:
-        name = f"c{budget_label(budget)}.pt"
-        os.replace(work_dir / name, out_dir / name)
-    write_json(summary, out_dir / "metrics.json")
-    shutil.rmtree(work_dir)
-    return state["checkpoints"]
+            for budget in run.add_step(loss, samples, wall_before + time.perf_counter() - started):
+                run.checkpoint(budget, model.state_dict())
+                resume.write()
+            if run.state["step"] % args.log_every == 0:
+                log(f"step {run.state['step']}: loss {loss.item():.4f}, {run.state['flops']:.3g} FLOPs, "
+                    f"{run.state['samples'] / max(run.state['wall_s'], 1e-9):.0f} samples/s")
+    return run.finish()

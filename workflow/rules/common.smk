@@ -1,9 +1,13 @@
 # Config validation (before any job starts), paths and input functions.
+import json
 import sys
+from pathlib import Path
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from ilscaling.config import NETHACK, games_of, validate_config, sweep_runs
+from ilscaling import job_resources
+from ilscaling.config import (NETHACK, batched_groups, forecast_budget, forecast_episodes, games_of,
+                              validate_config, sweep_runs)
 from ilscaling.flops import budget_label
 from ilscaling.games.atari import num_actions
 from ilscaling.plots import FIGURE_STEMS
@@ -45,6 +49,100 @@ def run_of(wildcards, game):
         if run.width == int(wildcards.width) and run.seed == int(wildcards.seed):
             return run
     raise ValueError(f"w{wildcards.width}-s{wildcards.seed} is not in the sweep grid of {game}")
+
+
+# What each job asks the scheduler for (ilscaling.job_resources: runtime and mem_mb from the
+# job's model, FLOP budget and games, grown with the attempt number; gpu from resources.gpus).
+# A rule's `resources:` names one of the estimates below per key, e.g.
+# `runtime=requested(bc_request, "runtime")`; a profile's set-resources overrides any rule.
+def requested(estimate, key):
+    """A rule resource: field `key` (runtime, mem_mb, gpu) of `estimate(wildcards, input, attempt)`."""
+    return lambda wildcards, input, attempt: getattr(estimate(wildcards, input, attempt), key)
+
+
+def bc_request(wildcards, input, attempt):
+    """A sweep run (train_bc, train_nethack_bc): its width, to its largest budget."""
+    game = getattr(wildcards, "game", NETHACK)
+    run = run_of(wildcards, game)
+    return job_resources.training(config, game, run.width, max(run.budgets), attempt)
+
+
+def evaluation_request(wildcards, input, attempt):
+    """A checkpoint's evaluation (evaluate_checkpoint, evaluate_nethack_checkpoint)."""
+    return job_resources.evaluation(config, getattr(wildcards, "game", NETHACK), int(wildcards.width), attempt=attempt)
+
+
+def forecast_width(game):
+    """The forecast agent's width: from its forecast.json, or before that exists (the DAG build)
+    the width the sweep's prior expects at C*."""
+    path = Path(f"{RES}/forecast/{game}/forecast.json")
+    if path.exists():
+        return int(json.loads(path.read_text())["width"])
+    return job_resources.expected_width(config, game, forecast_budget(config, game))
+
+
+def forecast_training_request(wildcards, input, attempt):
+    game = wildcards.game
+    return job_resources.training(config, game, forecast_width(game), forecast_budget(config, game), attempt)
+
+
+def forecast_evaluation_request(wildcards, input, attempt):
+    game = wildcards.game
+    return job_resources.evaluation(config, game, forecast_width(game), forecast_episodes(config, game), attempt)
+
+
+def expert_request(wildcards, input, attempt):
+    return job_resources.expert(config, attempt)
+
+
+def demonstrations_request(wildcards, input, attempt):
+    return job_resources.demonstrations(config, attempt)
+
+
+def nethack_dataset_request(wildcards, input, attempt):
+    return job_resources.nethack_dataset(config, attempt)
+
+
+def atari_trainer_flags():
+    """The trainer options of atari.bc as flags (train_bc and the batched groups)."""
+    bc = ATARI["bc"]
+    return " ".join(f"--{'' if bc[key] else 'no-'}{key.replace('_', '-')}" for key in ("channels_last", "compile"))
+
+
+# atari.bc.batched: the Atari runs trained in groups of one width, one process per group
+# (train.smk: train_bc_batched_w<W>_g<k>, which take precedence over train_bc for their runs).
+BATCHED_GROUPS = batched_groups(config)
+
+
+def batched_members(group):
+    """The group's runs as `ilscaling train-bc-batched --members` takes them (JSON)."""
+    return json.dumps([{"game": run.game, "seed": run.seed, "num_actions": num_actions(run.game),
+                        "budgets": [budget_label(b) for b in run.budgets],
+                        "train": f"{RES}/atari/{run.game}/demos/train.npz",
+                        "out_dir": f"{RES}/atari/{run.game}/runs/{run.name}",
+                        "work_dir": f"{RES}/atari/{run.game}/unfinished/{run.name}"} for run in group.runs])
+
+
+def batched_request(group):
+    """A batched group: its runs' estimates one after another (an upper bound: the point of the group
+    is to be faster), each game's demonstrations once."""
+    def estimate(wildcards, input, attempt):
+        runs = [job_resources.training(config, run.game, run.width, max(run.budgets), attempt) for run in group.runs]
+        cap = config["resources"]["max_runtime"]
+        runtime = sum(r.runtime for r in runs)
+        return job_resources.Request(runtime=min(runtime, cap) if cap else runtime,
+                                     mem_mb=max(r.mem_mb for r in runs) * len({run.game for run in group.runs}),
+                                     gpu=runs[0].gpu)
+    return estimate
+
+
+def batched_resources(group):
+    """The group's resources: the estimates above, and whatever the profile's set-resources gives
+    train_bc (e.g. profiles/slurm's --signal for preemption), which the group's jobs replace; a
+    profile cannot name them, their rule names are made per group."""
+    profile = workflow.resource_settings.overwrite_resources.get("train_bc", {})
+    return {**{key: requested(batched_request(group), key) for key in ("runtime", "mem_mb", "gpu")},
+            **{name: getattr(value, "raw", value) for name, value in profile.items()}}
 
 
 def game_dir(game):

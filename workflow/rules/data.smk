@@ -18,7 +18,9 @@ rule train_expert:
         seed=config["seed"],
     threads: ATARI["expert"]["threads"] if ATARI else 1
     resources:
-        mem_mb=4000,
+        runtime=requested(expert_request, "runtime"),
+        mem_mb=requested(expert_request, "mem_mb"),
+        gpu=requested(expert_request, "gpu"),
     conda:
         CONDA_ENV
     shell:
@@ -43,7 +45,9 @@ rule record_demonstrations:
         seed=config["seed"],
     threads: 2
     resources:
-        mem_mb=lambda wc: 2000 + ATARI["demonstrations"]["frames"] * 84 * 84 * 3 // 2**20,
+        runtime=requested(demonstrations_request, "runtime"),
+        mem_mb=requested(demonstrations_request, "mem_mb"),
+        gpu=requested(demonstrations_request, "gpu"),
     conda:
         CONDA_ENV
     shell:
@@ -92,6 +96,9 @@ rule build_nethack_dataset:
         filter=lambda wc: f'--filter "{NH["dataset"]["filter"]}"' if NH["dataset"]["filter"] else "",
         bot_card=lambda wc, input: f"--bot-card {input.ttyrecs}/card.json" if NH["dataset"]["source"] == "bot" else "",
         seed=config["seed"],
+    resources:
+        runtime=requested(nethack_dataset_request, "runtime"),
+        mem_mb=requested(nethack_dataset_request, "mem_mb"),
     conda:
         CONDA_ENV
     shell:

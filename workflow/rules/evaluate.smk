@@ -16,13 +16,16 @@ rule evaluate_checkpoint:
         seed=config["seed"],
     threads: ATARI["evaluation"]["threads"] if ATARI else 1
     resources:
-        mem_mb=2000,
+        runtime=requested(evaluation_request, "runtime"),
+        mem_mb=requested(evaluation_request, "mem_mb"),
+        gpu=requested(evaluation_request, "gpu"),
     conda:
         CONDA_ENV
     shell:
         "{ILSCALING} evaluate --checkpoint {input.run}/c{wildcards.budget}.pt --heldout {input.heldout} "
         "--out {output} --episodes {params.evaluation[episodes]} --seed {params.seed} "
-        "--max-episode-steps {params.evaluation[max_episode_steps]} --threads {threads} > {log} 2>&1"
+        "--max-episode-steps {params.evaluation[max_episode_steps]} --threads {threads} "
+        "--device {params.evaluation[device]} > {log} 2>&1"
 
 
 rule evaluate_nethack_checkpoint:
@@ -46,14 +49,16 @@ rule evaluate_nethack_checkpoint:
         seed=config["seed"],
     threads: max(NH["evaluation"]["processes"], NH["evaluation"]["threads"]) if NH else 1
     resources:
-        mem_mb=lambda wc: 2000 + 300 * NH["evaluation"]["processes"],
+        runtime=requested(evaluation_request, "runtime"),
+        mem_mb=requested(evaluation_request, "mem_mb"),
+        gpu=requested(evaluation_request, "gpu"),
     conda:
         CONDA_ENV
     shell:
         "{ILSCALING} evaluate --checkpoint {input.run}/c{wildcards.budget}.pt --heldout {input.split} "
         "--out {output} --episodes {params.evaluation[episodes]} --seed {params.seed} {params.envs} "
         "--processes {params.evaluation[processes]} --threads {params.evaluation[threads]} {params.ttyrecs} "
-        "--max-episode-steps {params.evaluation[max_episode_steps]} > {log} 2>&1"
+        "--max-episode-steps {params.evaluation[max_episode_steps]} --device {params.evaluation[device]} > {log} 2>&1"
 
 
 rule gather_results:

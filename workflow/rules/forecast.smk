@@ -31,7 +31,7 @@ def forecast_model_flags(wildcards):
         family_flags = f"--num-actions 121 --unroll {bc['unroll']} --core {model['core']} --variant {model['variant']}"
     else:
         bc = ATARI["bc"]
-        family_flags = f"--num-actions {num_actions(wildcards.game)}"
+        family_flags = f"--num-actions {num_actions(wildcards.game)} {atari_trainer_flags()}"
     seed = bc["seeds"][0]
     return (f"{family_flags} --seed {seed} --lr {bc['lr']} --batch-size {bc['batch_size']} "
             f"--resume-every-s {bc['resume_every_s']} --device {bc['device']}")
@@ -55,7 +55,8 @@ def forecast_eval_flags(wildcards):
         flags += f" --ttyrec-dir {RES}/forecast/NetHack/eval-ttyrecs" if evaluation["keep_ttyrecs"] else ""
     else:
         evaluation = ATARI["evaluation"]
-    return flags + f" --threads {evaluation['threads']} --max-episode-steps {evaluation['max_episode_steps']}"
+    return flags + (f" --threads {evaluation['threads']} --max-episode-steps {evaluation['max_episode_steps']}"
+                    f" --device {evaluation['device']}")
 
 
 def forecast_outputs():
@@ -102,7 +103,9 @@ rule train_forecast_agent:
         work_dir=FORECAST_DIR + "/unfinished",
     threads: lambda wc: forecast_threads(wc.game, "train")
     resources:
-        mem_mb=lambda wc: 3000 if wc.game == NETHACK else 1000 + ATARI["demonstrations"]["frames"] * 84 * 84 * 2 // 2**20,
+        runtime=requested(forecast_training_request, "runtime"),
+        mem_mb=requested(forecast_training_request, "mem_mb"),
+        gpu=requested(forecast_training_request, "gpu"),
     conda:
         CONDA_ENV
     shell:
@@ -125,7 +128,9 @@ rule evaluate_forecast_agent:
         flags=forecast_eval_flags,
     threads: lambda wc: forecast_threads(wc.game, "evaluate")
     resources:
-        mem_mb=lambda wc: 2000 + 300 * NH["evaluation"]["processes"] if wc.game == NETHACK else 2000,
+        runtime=requested(forecast_evaluation_request, "runtime"),
+        mem_mb=requested(forecast_evaluation_request, "mem_mb"),
+        gpu=requested(forecast_evaluation_request, "gpu"),
     conda:
         CONDA_ENV
     shell:

@@ -16,18 +16,57 @@ rule train_bc:
         budgets=lambda wc: " ".join(budget_label(b) for b in run_of(wc, wc.game).budgets),
         num_actions=lambda wc: num_actions(wc.game),
         bc=ATARI.get("bc"),
+        options=atari_trainer_flags() if ATARI else "",
         work_dir=RES + "/atari/{game}/unfinished/w{width}-s{seed}",
     threads: ATARI["bc"]["threads"] if ATARI else 1
     resources:
-        mem_mb=lambda wc: 1000 + ATARI["demonstrations"]["frames"] * 84 * 84 * 2 // 2**20,
+        runtime=requested(bc_request, "runtime"),
+        mem_mb=requested(bc_request, "mem_mb"),
+        gpu=requested(bc_request, "gpu"),
     conda:
         CONDA_ENV
     shell:
         "{ILSCALING} train-bc --game {wildcards.game} --width {wildcards.width} --seed {wildcards.seed} "
         "--budgets {params.budgets} --num-actions {params.num_actions} --lr {params.bc[lr]} "
         "--batch-size {params.bc[batch_size]} --num-threads {threads} "
-        "--resume-every-s {params.bc[resume_every_s]} --device {params.bc[device]} "
+        "--resume-every-s {params.bc[resume_every_s]} --device {params.bc[device]} {params.options} "
         "--train {input.train} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
+
+
+# atari.bc.batched: one job per group of runs of one width (common.smk: BATCHED_GROUPS), trained
+# in one process (train_batched.py). It writes each run's folder as train_bc would and takes
+# precedence over train_bc for those runs, so everything downstream is unchanged.
+for group in BATCHED_GROUPS:
+
+    rule:
+        name:
+            f"train_bc_batched_{group.name.replace('-', '_')}"
+        input:
+            train=sorted({f"{RES}/atari/{run.game}/demos/train.npz" for run in group.runs}),
+        output:
+            runs=[directory(f"{RES}/atari/{run.game}/runs/{run.name}") for run in group.runs],
+        log:
+            f"logs/batched/train_bc/{group.name}.log",
+        benchmark:
+            f"{RES}/benchmarks/batched/train_bc/{group.name}.tsv"
+        params:
+            width=group.width,
+            members=batched_members(group),
+            bc=ATARI.get("bc"),
+            options=atari_trainer_flags(),
+            work_dir=f"{RES}/atari/batched/unfinished/{group.name}",
+        threads: ATARI["bc"]["threads"]
+        resources:
+            **batched_resources(group),
+        conda:
+            CONDA_ENV
+        shell:
+            "{ILSCALING} train-bc-batched --width {params.width} --members '{params.members}' "
+            "--vectorize {params.bc[batched][vectorize]} --lr {params.bc[lr]} --batch-size {params.bc[batch_size]} "
+            "--num-threads {threads} --resume-every-s {params.bc[resume_every_s]} --device {params.bc[device]} "
+            "{params.options} --work-dir {params.work_dir} > {log} 2>&1"
+
+    workflow.ruleorder(f"train_bc_batched_{group.name.replace('-', '_')}", "train_bc")
 
 
 rule train_nethack_bc:
@@ -46,7 +85,9 @@ rule train_nethack_bc:
         work_dir=NH_DIR + "/unfinished/w{width}-s{seed}",
     threads: NH["bc"]["threads"] if NH else 1
     resources:
-        mem_mb=3000,
+        runtime=requested(bc_request, "runtime"),
+        mem_mb=requested(bc_request, "mem_mb"),
+        gpu=requested(bc_request, "gpu"),
     conda:
         CONDA_ENV
     shell:

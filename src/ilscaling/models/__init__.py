@@ -16,4 +16,5 @@ def build_model(config: dict) -> nn.Module:
                                              unroll=config["unroll"], num_actions=config["num_actions"]))
     from ilscaling.models.atari import WidthCNN
 
-    return WidthCNN(config["width"], config["num_actions"])
+    # Checkpoints written before the option existed lack the key: NCHW, as they were trained.
+    return WidthCNN(config["width"], config["num_actions"], channels_last=config.get("channels_last", False))

@@ -1,0 +1,155 @@
+"""What each job asks the scheduler for: runtime (minutes), memory (MB) and GPUs.
+
+Estimated from the job's size (its model, its FLOP budget, its games) at the throughput the
+config's `resources` section assumes for the device the job gets (workflow/schemas), times a
+safety factor, and grown with the attempt number for retries: attempt x the runtime (a run cut at
+its time limit resumes in the retry) and (1 + (attempt - 1) / 2) x the memory. The rules'
+`resources:` call these through workflow/rules/common.smk; a profile's set-resources overrides
+any rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ilscaling.config import NETHACK, family, model_sizes, propose_grid
+
+MB = 2**20
+BYTES_PER_PARAM_TRAINING = 32   # fp32 weights, gradients, Adam's two moments, and a checkpoint copy
+BYTES_PER_PARAM_INFERENCE = 8
+ATARI_FRAME_BYTES = 84 * 84     # demonstrations are stored as single uint8 frames
+NETHACK_LOADER_MB = 2000        # nle.dataset's TtyrecDataset, its sqlite index and batch buffers
+
+
+@dataclass(frozen=True)
+class Request:
+    """One job's resources, as Snakemake names them."""
+
+    runtime: int   # minutes
+    mem_mb: int
+    gpu: int
+
+
+def _section(config: dict) -> dict:
+    return config["resources"]
+
+
+def _speeds(config: dict, stage: str) -> dict:
+    """The throughput assumptions of the device a job of `stage` (bc, evaluation, expert) gets."""
+    resources = _section(config)
+    return resources["throughput"]["gpu" if resources["gpus"][stage] else "cpu"]
+
+
+def _request(config: dict, stage: str | None, seconds: float, mem_mb: float, attempt: int) -> Request:
+    """`seconds` and `mem_mb` (beyond base_mem_mb) as a request; the GPUs of `stage` (None: no GPU)."""
+    resources = _section(config)
+    minutes = max(resources["min_runtime"], math.ceil(resources["safety_factor"] * seconds / 60)) * attempt
+    if resources["max_runtime"] is not None:
+        minutes = min(minutes, resources["max_runtime"])
+    memory = math.ceil((resources["base_mem_mb"] + mem_mb) * (1 + (attempt - 1) / 2))
+    return Request(runtime=int(minutes), mem_mb=memory, gpu=resources["gpus"][stage] if stage else 0)
+
+
+def model_size(config: dict, game: str, width: int) -> tuple[int, float]:
+    """(parameters, training FLOPs per sample) of one of the sweep's widths (cached by the model modules)."""
+    return model_sizes(config, game)[width]
+
+
+def training_seconds(config: dict, game: str, width: int, flops: float) -> float:
+    """Seconds a run of `width` takes to spend `flops` training FLOPs: FLOP-bound for large
+    models, bound by the samples/s of the step overhead and the loader for small ones."""
+    speeds = _speeds(config, "bc")
+    threads = 1 if _section(config)["gpus"]["bc"] else config[family(game)]["bc"]["threads"]
+    _, flops_per_sample = model_size(config, game, width)
+    return max(flops / speeds["train_flops_per_s"], flops / flops_per_sample / speeds["train_samples_per_s"]) / threads
+
+
+def training(config: dict, game: str, width: int, flops: float, attempt: int = 1) -> Request:
+    """A BC run (sweep or forecast) of `width` to `flops` training FLOPs (its largest budget)."""
+    params, _ = model_size(config, game, width)
+    section = config[family(game)]
+    if game == NETHACK:
+        data_mb = NETHACK_LOADER_MB
+    else:
+        data_mb = section["demonstrations"]["frames"] * ATARI_FRAME_BYTES * 2 / MB   # the arrays and one copy
+    return _request(config, "bc", training_seconds(config, game, width, flops),
+                    data_mb + BYTES_PER_PARAM_TRAINING * params / MB, attempt)
+
+
+def expected_width(config: dict, game: str, flops: float) -> int:
+    """The width the sweep's prior (samples_per_param) expects to be compute-optimal at `flops`:
+    the forecast agent's width before its forecast.json exists."""
+    section = config[family(game)]
+    sweep = section["sweep"]
+    grid = propose_grid([flops], model_sizes(config, game), sizes_per_budget=1,
+                        samples_per_step=section["bc"]["batch_size"] * section["bc"].get("unroll", 1),
+                        samples_per_param=sweep["samples_per_param"], min_steps=sweep["min_steps"])
+    return next(iter(grid.values()))[0] if grid else min(sweep["widths"])
+
+
+def evaluation_seconds(config: dict, game: str, width: int, episodes: int) -> float:
+    """The held-out loss pass (forward FLOPs over the held-out frames; NLD's size is unknown before
+    indexing, so only the bot's is counted) and `episodes` games of at most max_episode_steps each,
+    at the slower of the env's and the policy's pace."""
+    speeds = _speeds(config, "evaluation")
+    section = config[family(game)]
+    evaluation = section["evaluation"]
+    gpu = bool(_section(config)["gpus"]["evaluation"])
+    flops_per_s = speeds["train_flops_per_s"] * (1 if gpu else evaluation["threads"])
+    _, flops_per_sample = model_size(config, game, width)
+    forward = flops_per_sample / 3
+    if game == NETHACK:
+        workers = evaluation["processes"]
+        dataset = section["dataset"]
+        frames = (section["bot"]["games"] * section["bot"]["max_episode_steps"] if dataset["source"] == "bot" else 0)
+        heldout = frames * dataset["heldout_fraction"]
+    else:
+        workers = evaluation["threads"]
+        heldout = section["demonstrations"]["frames"] * section["demonstrations"]["heldout_fraction"]
+    steps = episodes * evaluation["max_episode_steps"]
+    step_seconds = max(1 / (speeds["rollout_steps_per_s"] * workers), forward / flops_per_s)
+    return heldout * forward / flops_per_s + steps * step_seconds
+
+
+def evaluation(config: dict, game: str, width: int, episodes: int | None = None, attempt: int = 1) -> Request:
+    """A checkpoint's evaluation: the sweep's, or the forecast agent's with its `episodes`."""
+    section = config[family(game)]
+    seconds = evaluation_seconds(config, game, width, episodes or section["evaluation"]["episodes"])
+    params, _ = model_size(config, game, width)
+    if game == NETHACK:
+        data_mb = 1000 + 300 * section["evaluation"]["processes"]
+    else:
+        demonstrations = section["demonstrations"]
+        data_mb = 1000 + demonstrations["frames"] * demonstrations["heldout_fraction"] * ATARI_FRAME_BYTES * 2 / MB
+    return _request(config, "evaluation", seconds, data_mb + BYTES_PER_PARAM_INFERENCE * params / MB, attempt)
+
+
+def expert(config: dict, attempt: int = 1) -> Request:
+    """PPO for atari.expert.total_steps agent steps, then its greedy evaluation games."""
+    section = config["atari"]["expert"]
+    speeds = _speeds(config, "expert")
+    seconds = (section["total_steps"] / (speeds["expert_steps_per_s"] * section["threads"])
+               + section["eval_episodes"] * section["max_episode_steps"] / (speeds["rollout_steps_per_s"] * section["threads"]))
+    return _request(config, "expert", seconds, 3000, attempt)
+
+
+def demonstrations(config: dict, attempt: int = 1) -> Request:
+    """The expert's play: atari.demonstrations.frames in whole episodes (at most one episode more),
+    counted at one rollout worker's pace."""
+    section = config["atari"]["demonstrations"]
+    speeds = _speeds(config, "expert")
+    seconds = (section["frames"] + section["max_episode_steps"]) / speeds["rollout_steps_per_s"]
+    return _request(config, "expert", seconds, 1000 + section["frames"] * ATARI_FRAME_BYTES * 3 / MB, attempt)
+
+
+def nethack_dataset(config: dict, attempt: int = 1) -> Request:
+    """Indexing the ttyrecs and reading every game once for the split (~50k frames/s, one thread):
+    the bot's games at most games x max_episode_steps frames; an NLD directory's size is unknown
+    before indexing, so a day (NLD-AA's billions of frames take hours)."""
+    section = config["nethack"]
+    if section["dataset"]["source"] == "bot":
+        seconds = section["bot"]["games"] * section["bot"]["max_episode_steps"] / 50_000
+    else:
+        seconds = 24 * 3600 / _section(config)["safety_factor"]
+    return _request(config, None, seconds, 1000, attempt)
