@@ -365,16 +365,27 @@ def _plot_return_vs_loss(results: xr.Dataset, fits: xr.Dataset, game: str, out_d
         a, d, b = saturating.coef
         ax.plot(x_grid, saturating.predict(1.0 / x_grid), color=PARAMETRIC_COLOUR, lw=1.4, ls="-.", zorder=2,
                 label=rf"$R = 1/({_latex_number(a)}\,(1/L)^{{{d:.2f}}} + {_latex_number(b)})$")
-        lo, hi = saturating.band(1.0 / x_grid, FitConfig.from_attrs(fits.attrs).confidence, include_noise=False)
-        if np.isfinite(lo).all():
-            ax.fill_between(x_grid, lo, hi, color=PARAMETRIC_COLOUR, alpha=0.12, lw=0, zorder=1)
+        with np.errstate(over="ignore"):  # an undetermined fit's band overflows: drawn only where finite
+            lo, hi = saturating.band(1.0 / x_grid, FitConfig.from_attrs(fits.attrs).confidence, include_noise=False)
+        finite = np.isfinite(lo) & np.isfinite(hi)
+        if finite.any():
+            ax.fill_between(x_grid, np.where(finite, lo, np.nan), np.where(finite, hi, np.nan),
+                            color=PARAMETRIC_COLOUR, alpha=0.12, lw=0, zorder=1)
     if shift:
         ax.plot([], [], ls="", label=f"fits use R + {shift:g} (negative_returns = shift)")
     ax.set_xscale("log")
     _plain_log_ticks(ax.xaxis)
+    returns = table["return"].to_numpy(float)
     if positive.all():
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
+        limits = (returns.min() / 2, returns.max() * 2)
+    else:
+        margin = 0.1 * max(np.ptp(returns), abs(returns.max()), 1e-9)
+        limits = (returns.min() - margin, returns.max() + margin)
+    # The axis follows the points: an undetermined law's band (up to 1e244 here once) would
+    # otherwise squash them into a line; a band that fills the panel says as much.
+    ax.set_ylim(*limits)
     ax.set_xlabel("held-out loss L (cross entropy)")
     ax.set_ylabel("mean episode return R")
     ax.set_title(f"{game}: return vs loss")
