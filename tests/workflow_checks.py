@@ -6,19 +6,13 @@ import math
 from pathlib import Path
 
 import xarray as xr
-import yaml
 
-from ilscaling.config import NETHACK, forecast_budget, forecast_episodes, games_of, sweep_runs, validate_config
+from ilscaling.config import NETHACK, forecast_budget, forecast_episodes, games_of, load_config, sweep_runs
 from ilscaling.flops import budget_label
 from ilscaling.io import read_json
 from ilscaling.plots import FIGURE_STEMS
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_config(path) -> dict:
-    """A study config as the workflow sees it (validated, defaults filled in)."""
-    return validate_config(yaml.safe_load(Path(path).read_text()))
 
 
 def game_files(config: dict, game: str) -> tuple[str, list[str]]:

@@ -197,9 +197,9 @@ def cmd_forecast_report(args):
 def cmd_propose_grid(args):
     import yaml
 
-    from ilscaling.config import FAMILIES, family, games_of, sweep_grid, validate_config
+    from ilscaling.config import FAMILIES, family, games_of, load_config, sweep_grid
 
-    config = validate_config(yaml.safe_load(Path(args.configfile).read_text()))
+    config = load_config(args.configfile)
     for section in FAMILIES:
         config.get(section, {}).get("sweep", {}).pop("grid", None)
     for game in games_of(config):

@@ -62,6 +62,19 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
     return config
 
 
+def merged(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` merged in, nested dicts key by key (as Snakemake merges --config)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def load_config(configfile: str | Path, overrides: dict | None = None) -> dict:
+    """A study config file (with `overrides` merged in) as the workflow sees it: validated, defaults filled in."""
+    return validate_config(merged(yaml.safe_load(Path(configfile).read_text()), overrides or {}))
+
+
 def _check_meaning(config: dict) -> None:
     """Checks a schema cannot express: known games, a usable dataset, budgets and grids that make sense."""
     from ilscaling.games.atari import check_game

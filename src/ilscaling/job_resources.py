@@ -41,12 +41,16 @@ def _speeds(config: dict, stage: str) -> dict:
     return resources["throughput"]["gpu" if resources["gpus"][stage] else "cpu"]
 
 
+def _capped(config: dict, minutes: int) -> int:
+    """`minutes` at most resources.max_runtime (the partition's time limit), when set."""
+    cap = _section(config)["max_runtime"]
+    return minutes if cap is None else min(minutes, cap)
+
+
 def _request(config: dict, stage: str | None, seconds: float, mem_mb: float, attempt: int) -> Request:
     """`seconds` and `mem_mb` (beyond base_mem_mb) as a request; the GPUs of `stage` (None: no GPU)."""
     resources = _section(config)
-    minutes = max(resources["min_runtime"], math.ceil(resources["safety_factor"] * seconds / 60)) * attempt
-    if resources["max_runtime"] is not None:
-        minutes = min(minutes, resources["max_runtime"])
+    minutes = _capped(config, max(resources["min_runtime"], math.ceil(resources["safety_factor"] * seconds / 60)) * attempt)
     memory = math.ceil((resources["base_mem_mb"] + mem_mb) * (1 + (attempt - 1) / 2))
     return Request(runtime=int(minutes), mem_mb=memory, gpu=resources["gpus"][stage] if stage else 0)
 
@@ -75,6 +79,14 @@ def training(config: dict, game: str, width: int, flops: float, attempt: int = 1
         data_mb = section["demonstrations"]["frames"] * ATARI_FRAME_BYTES * 2 / MB   # the arrays and one copy
     return _request(config, "bc", training_seconds(config, game, width, flops),
                     data_mb + BYTES_PER_PARAM_TRAINING * params / MB, attempt)
+
+
+def batched_training(config: dict, runs, attempt: int = 1) -> Request:
+    """A batched group (train_batched.py) of sweep runs: their runs' requests one after another (an
+    upper bound: the point of the group is to be faster), each game's demonstrations once."""
+    requests = [training(config, run.game, run.width, max(run.budgets), attempt) for run in runs]
+    return Request(runtime=_capped(config, sum(r.runtime for r in requests)),
+                   mem_mb=max(r.mem_mb for r in requests) * len({run.game for run in runs}), gpu=requests[0].gpu)
 
 
 def expected_width(config: dict, game: str, flops: float) -> int:

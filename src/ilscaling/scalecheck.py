@@ -89,22 +89,6 @@ def training_flops(config: dict) -> dict[str, float]:
     return flops
 
 
-def merged(base: dict, overrides: dict) -> dict:
-    """`base` with `overrides` merged in, nested dicts key by key (as Snakemake merges --config)."""
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
-def load_config(configfile: Path, overrides: dict | None = None) -> dict:
-    import yaml
-
-    from ilscaling.config import validate_config
-
-    return validate_config(merged(yaml.safe_load(Path(configfile).read_text()), overrides or {}))
-
-
 def dry_run(configfile: Path, workdir: Path, profile: str | None, extra: list[str]) -> tuple[str, float]:
     """The output of `snakemake -n` (every job with its resources) and the seconds it took."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
@@ -168,6 +152,8 @@ def in_repository(path: str | None) -> str | None:
 def check(configfile: str, profile: str | None, workdir: str | None, extra: list[str]) -> str:
     """The report of one configuration (its `snakemake -n` under `profile`)."""
     import yaml
+
+    from ilscaling.config import load_config
 
     name, configfile, profile = configfile, in_repository(configfile), in_repository(profile)
 

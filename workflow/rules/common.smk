@@ -124,16 +124,8 @@ def batched_members(group):
 
 
 def batched_request(group):
-    """A batched group: its runs' estimates one after another (an upper bound: the point of the group
-    is to be faster), each game's demonstrations once."""
-    def estimate(wildcards, input, attempt):
-        runs = [job_resources.training(config, run.game, run.width, max(run.budgets), attempt) for run in group.runs]
-        cap = config["resources"]["max_runtime"]
-        runtime = sum(r.runtime for r in runs)
-        return job_resources.Request(runtime=min(runtime, cap) if cap else runtime,
-                                     mem_mb=max(r.mem_mb for r in runs) * len({run.game for run in group.runs}),
-                                     gpu=runs[0].gpu)
-    return estimate
+    """A batched group's estimate (job_resources.batched_training)."""
+    return lambda wildcards, input, attempt: job_resources.batched_training(config, group.runs, attempt)
 
 
 def batched_resources(group):
