@@ -122,7 +122,7 @@ def _plain_log_ticks(axis) -> None:
     Losses typically span less than a decade, where the default log ticks are unreadable.
     """
     low, high = axis.get_view_interval()
-    decades = np.log10(high / low)
+    decades = np.log10(high) - np.log10(low)  # high / low can overflow
     if decades > 3:
         return
     subs = np.arange(1.0, 10.0) if decades < 1 else (1.0, 2.0, 5.0)

@@ -923,6 +923,7 @@ def record_bot_games(out_dir, *, games: int, processes: int, max_episode_steps: 
         for record, line in zip(worker_records, lines):
             record["death"] = str(line.get("death", ""))
             record["points"] = int(line.get("points", 0))
+            record["turns"] = int(line["turns"])  # NetHack's count (see games/nethack_vec.py)
             record["xlog_maxlvl"] = int(line.get("maxlvl", 0))
         records += worker_records
     xlog_lines = sum(len(nh.read_xlogfile(p)) for p in out_dir.glob("*/*xlogfile"))

@@ -257,6 +257,9 @@ def play_games(model: torch.nn.Module, games: int, *, envs: int, processes: int,
             raise RuntimeError(f"environment {i} played {len(per_env[i])} games but its xlogfile has {len(lines)}")
         for record, line in zip(per_env[i], lines):
             record["death"] = line.get("death", "")
+            # NetHack's own count: the last live frame misses turns spent in a command still running
+            # at death or at the quit that ends a truncated game (a count, a search, helplessness).
+            record["turns"] = int(line["turns"])
             record["xlogfile"] = {key: line.get(key) for key in ("points", "turns", "maxlvl", "deathlev")}
     for record in sorted(records, key=lambda r: (r["env"])):
         result.scores.append(record["score"])
