@@ -197,9 +197,13 @@ def test_verdict_marks_each_method_inside_or_outside(fits, tmp_path):
 
     references = [{"game": "Synth", "quantity": "return", "value": 123.0, "source": "Someone et al. 2023, Table 9",
                    "label": "their agent"},
+                  {"game": "Synth", "quantity": "return", "value": 77.0, "source": "a summary of Else et al.",
+                   "label": "quoted", "checked": False},
                   {"game": "Other", "quantity": "return", "value": 1.0, "source": "x", "label": "not shown"}]
     text = verdict_markdown([good, bad], references)
     assert "not produced by this run" in text and "Someone et al. 2023, Table 9" in text and "not shown" not in text
+    assert "| Synth | their agent | return | 123 | Someone et al. 2023, Table 9 | yes |" in text
+    assert "| Synth | quoted | return | 77 | a summary of Else et al. | *unchecked* |" in text
     assert "**outside**" in text and "| Synth | 1e19 |" in text
     flat = {**good, "checks": [check_prediction(2.0, {"value": 1.0, "lo": 1.0, "hi": 1.0 + 1e-15})
                                | {"method": "vertex", "quantity": "return", "interval": "x"}]}

@@ -293,9 +293,11 @@ def verdict_markdown(verdicts: list[dict], references: list[dict]) -> str:
     shown = [r for r in references if r["game"] in games]
     if shown:
         lines += ["These numbers come from the sources named; this run did not produce them, and they were "
-                  "measured on other data, models and scales than this study's.", "",
-                  "| game | what | quantity | value | source |", "|---|---|---|---|---|"]
-        lines += [f"| {r['game']} | {r['label']} | {r['quantity']} | {r['value']:g} | {r['source']} |" for r in shown]
+                  "measured on other data, models and scales than this study's. *Unchecked*: quoted from a "
+                  "secondary source, not read in the original.", "",
+                  "| game | what | quantity | value | source | checked |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['game']} | {r['label']} | {r['quantity']} | {r['value']:g} | {r['source']} | "
+                  f"{'yes' if r.get('checked', True) else '*unchecked*'} |" for r in shown]
     else:
         lines.append("None configured (forecast.references).")
     return "\n".join(lines) + "\n"
