@@ -223,3 +223,13 @@ def test_scale_check_report_of_the_smoke_study(smoke_dry_run):
     flops = training_flops(config)
     assert flops["Breakout"] == pytest.approx(3 * 1e10 + 2e10)   # three runs to 1e10, the forecast at 2x
     assert f"{sum(flops.values()):.3g}" in out
+
+
+def test_scale_check_reads_config_overrides_given_to_snakemake():
+    from ilscaling.scalecheck import config_overrides
+
+    extra = ["--rerun-triggers", "mtime", "--config", "seeds=2", "published={path: x}", "-p", "--cores", "2"]
+    assert config_overrides(extra) == {"seeds": 2, "published": {"path": "x"}}   # as Snakemake parses them
+    assert config_overrides(["--cores", "2"]) == {}
+    with pytest.raises(SystemExit, match="name=value"):
+        config_overrides(["--config", "forecast"])

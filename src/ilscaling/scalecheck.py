@@ -142,6 +142,23 @@ def placeholder_overrides(config: dict, scratch: Path) -> tuple[dict, str | None
     return {}, None
 
 
+def config_overrides(extra: list[str]) -> dict:
+    """The `--config key=value ...` items among snakemake's extra arguments, parsed by Snakemake's
+    own parser, so the FLOP summary counts the configuration the DAG is built from."""
+    from snakemake.cli import parse_config
+
+    entries, reading = [], False
+    for arg in extra:
+        if arg.startswith("-"):
+            reading = arg in ("--config", "-C")
+        elif reading:
+            entries.append(arg)
+    try:
+        return parse_config(entries)
+    except ValueError as err:
+        raise SystemExit(f"--config {' '.join(entries)}: {err}") from None
+
+
 def in_repository(path: str | None) -> str | None:
     """A path as given, else the repository's (configs/..., profiles/slurm from any directory)."""
     if path is None or Path(path).exists() or not (ROOT / path).exists():
@@ -153,17 +170,18 @@ def check(configfile: str, profile: str | None, workdir: str | None, extra: list
     """The report of one configuration (its `snakemake -n` under `profile`)."""
     import yaml
 
-    from ilscaling.config import load_config
+    from ilscaling.config import load_config, merged
 
     name, configfile, profile = configfile, in_repository(configfile), in_repository(profile)
 
     with tempfile.TemporaryDirectory(prefix="scale-check-") as scratch:
-        config = load_config(Path(configfile))
+        given = config_overrides(extra)
+        config = load_config(Path(configfile), given)
         overrides, note = placeholder_overrides(config, Path(scratch))
         if overrides:
             extra = [*extra, "--config", *(f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
                                            for key, value in overrides.items())]
-            config = load_config(Path(configfile), overrides)
+            config = load_config(Path(configfile), merged(given, overrides))
         text, seconds = dry_run(Path(configfile), Path(workdir or Path(scratch) / "work"), profile, extra)
     out = report(name, text, seconds, config)
     return out + (f"\nnote: {note}" if note else "")
