@@ -90,6 +90,23 @@ def test_evaluation_request_grows_with_games_and_model(paper_nethack):
     assert job_resources.evaluation(cpu, "NetHack", 2048).mem_mb > job_resources.evaluation(cpu, "NetHack", 32).mem_mb
 
 
+def test_small_models_evaluate_without_a_gpu_below_the_threshold(paper):
+    game = paper["atari"]["games"][0]
+    widths = sorted(paper["atari"]["sweep"]["widths"])
+    small, large = widths[0], widths[-1]
+    threshold = job_resources.model_size(paper, game, large)[0]
+    config = copy.deepcopy(paper)
+    config["resources"]["evaluation_gpu_min_params"] = threshold
+    assert job_resources.evaluation(paper, game, small).gpu == 1     # the default: every evaluation
+    assert job_resources.evaluation(config, game, large).gpu == 1    # at the threshold: a GPU
+    assert job_resources.evaluation(config, game, large) == job_resources.evaluation(paper, game, large)
+    # Below it: no GPU, and estimated as on a CPU-only study.
+    cpu = copy.deepcopy(paper)
+    cpu["resources"]["gpus"]["evaluation"] = 0
+    assert job_resources.evaluation(config, game, small) == job_resources.evaluation(cpu, game, small)
+    assert job_resources.evaluation(config, game, small).gpu == 0
+
+
 def test_cpu_study_asks_for_no_gpu_and_the_floor():
     """The default study: CPU jobs of minutes, each asking for the 10-minute floor and no GPU."""
     config = load("config.yaml")

@@ -35,10 +35,11 @@ def _section(config: dict) -> dict:
     return config["resources"]
 
 
-def _speeds(config: dict, stage: str) -> dict:
-    """The throughput assumptions of the device a job of `stage` (bc, evaluation, expert) gets."""
+def _speeds(config: dict, stage: str, gpu: bool | None = None) -> dict:
+    """The throughput assumptions of the device a job of `stage` (bc, evaluation, expert) gets
+    (`gpu`: whether it gets one, when the stage's setting does not decide)."""
     resources = _section(config)
-    return resources["throughput"]["gpu" if resources["gpus"][stage] else "cpu"]
+    return resources["throughput"]["gpu" if (resources["gpus"][stage] if gpu is None else gpu) else "cpu"]
 
 
 def _capped(config: dict, minutes: int) -> int:
@@ -100,14 +101,22 @@ def expected_width(config: dict, game: str, flops: float) -> int:
     return next(iter(grid.values()))[0] if grid else min(sweep["widths"])
 
 
+def evaluation_gets_gpu(config: dict, game: str, width: int) -> bool:
+    """Whether an evaluation of `width` asks for GPUs: the stage has some and the model is not
+    below resources.evaluation_gpu_min_params."""
+    resources = _section(config)
+    return bool(resources["gpus"]["evaluation"]) and model_size(config, game, width)[0] >= resources[
+        "evaluation_gpu_min_params"]
+
+
 def evaluation_seconds(config: dict, game: str, width: int, episodes: int) -> float:
     """The held-out loss pass (forward FLOPs over the held-out frames; NLD's size is unknown before
     indexing, so only the bot's is counted) and `episodes` games of at most max_episode_steps each,
     at the slower of the env's and the policy's pace."""
-    speeds = _speeds(config, "evaluation")
+    gpu = evaluation_gets_gpu(config, game, width)
+    speeds = _speeds(config, "evaluation", gpu)
     section = config[family(game)]
     evaluation = section["evaluation"]
-    gpu = bool(_section(config)["gpus"]["evaluation"])
     flops_per_s = speeds["train_flops_per_s"] * (1 if gpu else evaluation["threads"])
     _, flops_per_sample = model_size(config, game, width)
     forward = flops_per_sample / 3
@@ -134,7 +143,8 @@ def evaluation(config: dict, game: str, width: int, episodes: int | None = None,
     else:
         demonstrations = section["demonstrations"]
         data_mb = 1000 + demonstrations["frames"] * demonstrations["heldout_fraction"] * ATARI_FRAME_BYTES * 2 / MB
-    return _request(config, "evaluation", seconds, data_mb + BYTES_PER_PARAM_INFERENCE * params / MB, attempt)
+    stage = "evaluation" if evaluation_gets_gpu(config, game, width) else None
+    return _request(config, stage, seconds, data_mb + BYTES_PER_PARAM_INFERENCE * params / MB, attempt)
 
 
 def expert(config: dict, attempt: int = 1) -> Request:
