@@ -94,14 +94,15 @@ def test_small_models_evaluate_without_a_gpu_below_the_threshold(paper):
     game = paper["atari"]["games"][0]
     widths = sorted(paper["atari"]["sweep"]["widths"])
     small, large = widths[0], widths[-1]
-    threshold = job_resources.model_size(paper, game, large)[0]
+    every = copy.deepcopy(paper)
+    every["resources"]["evaluation_gpu_min_params"] = 0                # the schema's default
     config = copy.deepcopy(paper)
-    config["resources"]["evaluation_gpu_min_params"] = threshold
-    assert job_resources.evaluation(paper, game, small).gpu == 1     # the default: every evaluation
+    config["resources"]["evaluation_gpu_min_params"] = job_resources.model_size(paper, game, large)[0]
+    assert job_resources.evaluation(every, game, small).gpu == 1     # every evaluation gets a GPU
     assert job_resources.evaluation(config, game, large).gpu == 1    # at the threshold: a GPU
-    assert job_resources.evaluation(config, game, large) == job_resources.evaluation(paper, game, large)
+    assert job_resources.evaluation(config, game, large) == job_resources.evaluation(every, game, large)
     # Below it: no GPU, and estimated as on a CPU-only study.
-    cpu = copy.deepcopy(paper)
+    cpu = copy.deepcopy(every)
     cpu["resources"]["gpus"]["evaluation"] = 0
     assert job_resources.evaluation(config, game, small) == job_resources.evaluation(cpu, game, small)
     assert job_resources.evaluation(config, game, small).gpu == 0
