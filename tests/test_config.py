@@ -56,6 +56,7 @@ def _broken(mutate):
         (lambda c: c["atari"]["sweep"].update(budgets=["1e9", -5.0]), "atari.sweep.budgets[1]"),
         (lambda c: c["atari"]["sweep"].update(widths=[]), "atari.sweep.widths"),
         (lambda c: c["atari"]["bc"].update(lr="fast"), "atari.bc.lr"),
+        (lambda c: c["atari"]["bc"].update(max_grad_norm=0), "atari.bc.max_grad_norm"),
         (lambda c: c["atari"]["demonstrations"].update(heldout_fraction=1.5), "atari.demonstrations.heldout_fraction"),
         (lambda c: c["atari"]["sweep"]["grid"].update({"1e9": [1, 99]}), "atari.sweep.grid.1e9"),
     ],

@@ -43,6 +43,23 @@ def test_resumed_run_is_bitwise_identical(tmp_path, train_file):
     check_resume_is_bitwise(_args(), train_file, tmp_path, signal.SIGTERM)
 
 
+def test_gradient_clipping_bounds_each_step(tmp_path, train_file):
+    """max_grad_norm clips every step of these runs (0.01 is far below their gradients): the first step
+    moves the weights by Adam's lr-sized step either way, later steps differ; a loose clip changes nothing."""
+    import torch
+
+    def final_weights(name, **overrides):
+        train_bc(_args(**overrides), train_file, tmp_path / name, tmp_path / f"{name}-work", log=lambda *_: None)
+        checkpoint = load_torch(tmp_path / name / f"c{budget_label(max(_args().budgets))}.pt")
+        assert checkpoint["config"]["max_grad_norm"] == overrides.get("max_grad_norm")
+        return checkpoint["model"]
+
+    plain, clipped, loose = final_weights("plain"), final_weights("clipped", max_grad_norm=0.01), \
+        final_weights("loose", max_grad_norm=1e9)
+    assert any(not torch.equal(plain[k], clipped[k]) for k in plain)
+    assert all(torch.equal(plain[k], loose[k]) for k in plain)
+
+
 def test_bad_budgets_and_missing_data(tmp_path, train_file):
     with pytest.raises(ValueError, match="budgets"):
         train_bc(_args(budgets=[]), train_file, tmp_path / "run", tmp_path / "w")

@@ -1,5 +1,6 @@
 """Batched training (train_batched.py): each member equals its solo run, and resumes bitwise."""
 
+import dataclasses
 import signal
 from pathlib import Path
 
@@ -44,8 +45,11 @@ def quiet(*_):
     pass
 
 
-@pytest.mark.parametrize("vectorize", ["loop", "vmap"])
-def test_batched_equals_solo(tmp_path, group, vectorize):
+@pytest.mark.parametrize("vectorize, max_grad_norm", [("loop", None), ("vmap", None), ("loop", 0.05)])
+def test_batched_equals_solo(tmp_path, group, vectorize, max_grad_norm):
+    """Each member's checkpoints equal its solo run's, also when each member's gradient is clipped
+    (0.05: well below these runs' gradient norms, so every step is clipped)."""
+    group = [(dataclasses.replace(args, max_grad_norm=max_grad_norm), train) for args, train in group]
     batched = members(group, tmp_path / "batched")
     train_batched(batched, tmp_path / "batched" / "group", vectorize=vectorize, log=quiet)
     assert not (tmp_path / "batched" / "group").exists() and not any(m.work_dir.exists() for m in batched)

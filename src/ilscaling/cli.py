@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, exclude=()) ->
         elif hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
         else:
-            kind = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+            optional = typing.get_origin(hint) in (typing.Union, types.UnionType)   # X | None
+            kind = typing.get_args(hint)[0] if optional else hint
             parser.add_argument(flag, type=kind, required=required,
                                 default=None if required else field.default)
 

@@ -49,6 +49,8 @@ class BCArgs:
     """Seeds the model's initialisation and the order of the training data."""
     lr: float = 1e-3
     """Adam learning rate (constant, as the authors)."""
+    max_grad_norm: float | None = None
+    """Clip the gradient to this global L2 norm before each step (None: no clipping)."""
     batch_size: int = 128
     """Samples per gradient step (Atari: frames; NetHack: sequences of `unroll` frames)."""
     unroll: int = 80
@@ -384,6 +386,8 @@ def train_bc(args: BCArgs, train_path: str | Path, out_dir: str | Path, work_dir
                 loss, samples = task.loss(step_model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if args.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
             for budget in run.add_step(loss, samples, wall_before + time.perf_counter() - started):
                 run.checkpoint(budget, model.state_dict())

@@ -99,6 +99,15 @@ class StackedCNN:
             state[name] = state[name][: self.num_actions[index]]
         return state
 
+    def clip_member_grads(self, max_norm: float) -> None:
+        """Each member's gradient clipped to global L2 norm `max_norm`, as clip_grad_norm_ does for a
+        solo model (the padded head rows have zero gradient and leave the norm alone)."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([g.flatten(1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for grad in grads:
+            grad.mul_(scale.view(-1, *[1] * (grad.dim() - 1)).to(grad.dtype))
+
     def keep(self, positions: list[int], optimizer: torch.optim.Adam) -> torch.optim.Adam:
         """Keep only the members at `positions` of the stack, with their Adam moments; the new optimiser."""
         index = torch.tensor(positions, dtype=torch.long, device=self.invalid.device)
@@ -212,6 +221,8 @@ def train_batched(members: list[Member], work_dir: str | Path, vectorize: str = 
                 losses = member_losses(forward(frames), actions, valid)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
+            if shared.max_grad_norm is not None:
+                stack.clip_member_grads(shared.max_grad_norm)
             optimizer.step()
             group["step"] += 1
             group["wall_s"] = wall_before + time.perf_counter() - started

@@ -103,10 +103,17 @@ def nethack_dataset_request(wildcards, input, attempt):
     return job_resources.nethack_dataset(config, attempt)
 
 
+def grad_clip_flag(bc):
+    """--max-grad-norm of a family's bc section, when it clips (no default is filled in, so a
+    study that does not clip keeps its bc params, and its finished runs, as they were)."""
+    return "" if bc.get("max_grad_norm") is None else f"--max-grad-norm {bc['max_grad_norm']}"
+
+
 def atari_trainer_flags():
     """The trainer options of atari.bc as flags (train_bc and the batched groups)."""
     bc = ATARI["bc"]
-    return " ".join(f"--{'' if bc[key] else 'no-'}{key.replace('_', '-')}" for key in ("channels_last", "compile"))
+    switches = [f"--{'' if bc[key] else 'no-'}{key.replace('_', '-')}" for key in ("channels_last", "compile")]
+    return " ".join([*switches, grad_clip_flag(bc)]).strip()
 
 
 # atari.bc.batched: the Atari runs trained in groups of one width, one process per group

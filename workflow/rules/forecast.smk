@@ -28,7 +28,8 @@ def forecast_model_flags(wildcards):
     """The trainer's model and optimiser flags of the game's family (as train_bc / train_nethack_bc)."""
     if wildcards.game == NETHACK:
         bc, model = NH["bc"], NH["model"]
-        family_flags = f"--num-actions 121 --unroll {bc['unroll']} --core {model['core']} --variant {model['variant']}"
+        family_flags = (f"--num-actions 121 --unroll {bc['unroll']} --core {model['core']} --variant {model['variant']} "
+                        f"{grad_clip_flag(bc)}")
     else:
         bc = ATARI["bc"]
         family_flags = f"--num-actions {num_actions(wildcards.game)} {atari_trainer_flags()}"

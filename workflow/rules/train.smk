@@ -82,6 +82,7 @@ rule train_nethack_bc:
         budgets=lambda wc: " ".join(budget_label(b) for b in run_of(wc, NETHACK).budgets),
         bc=NH.get("bc"),
         model=NH.get("model"),
+        options=grad_clip_flag(NH["bc"]) if NH else "",
         work_dir=NH_DIR + "/unfinished/w{width}-s{seed}",
     threads: NH["bc"]["threads"] if NH else 1
     resources:
@@ -95,4 +96,4 @@ rule train_nethack_bc:
         "--budgets {params.budgets} --num-actions 121 --lr {params.bc[lr]} --batch-size {params.bc[batch_size]} "
         "--unroll {params.bc[unroll]} --core {params.model[core]} --variant {params.model[variant]} "
         "--num-threads {threads} --resume-every-s {params.bc[resume_every_s]} --device {params.bc[device]} "
-        "--train {input.split} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
+        "{params.options} --train {input.split} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
