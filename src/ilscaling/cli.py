@@ -199,14 +199,14 @@ def cmd_forecast_report(args):
 def cmd_propose_grid(args):
     import yaml
 
-    from ilscaling.config import FAMILIES, family, games_of, load_config, sweep_grid
+    from ilscaling.config import family, games_of, load_config, proposed_grid
 
     config = load_config(args.configfile)
-    for section in FAMILIES:
-        config.get(section, {}).get("sweep", {}).pop("grid", None)
     for game in games_of(config):
+        sweep = config[family(game)]["sweep"]   # an explicit grid in the file is ignored
+        grid = proposed_grid(config, game, sweep["budgets"], sweep["sizes_per_budget"])
         print(f"# {game}: proposed {family(game)}.sweep.grid (budget -> widths)")
-        print(yaml.safe_dump({"grid": sweep_grid(config, game)}, default_flow_style=None, sort_keys=False))
+        print(yaml.safe_dump({"grid": grid}, default_flow_style=None, sort_keys=False))
 
 
 def cmd_scale_check(args):

@@ -234,16 +234,22 @@ def forecast_episodes(config: dict, game: str) -> int:
     return config["forecast"]["episodes"] or 4 * config[family(game)]["evaluation"]["episodes"]
 
 
-def sweep_grid(config: dict, game: str) -> dict[str, list[int]]:
-    """The grid of a game: the explicit one from config, else the proposed one."""
+def proposed_grid(config: dict, game: str, budgets, sizes_per_budget: int) -> dict[str, list[int]]:
+    """propose_grid at `budgets` with the game's models, batch and sweep prior."""
     section = config[family(game)]
     sweep = section["sweep"]
+    return propose_grid(budgets, model_sizes(config, game),
+                        samples_per_step=section["bc"]["batch_size"] * section["bc"].get("unroll", 1),
+                        sizes_per_budget=sizes_per_budget, samples_per_param=sweep["samples_per_param"],
+                        min_steps=sweep["min_steps"])
+
+
+def sweep_grid(config: dict, game: str) -> dict[str, list[int]]:
+    """The grid of a game: the explicit one from config, else the proposed one."""
+    sweep = config[family(game)]["sweep"]
     if "grid" in sweep:
         return sweep["grid"]
-    samples_per_step = section["bc"]["batch_size"] * section["bc"].get("unroll", 1)
-    return propose_grid(sweep["budgets"], model_sizes(config, game), samples_per_step=samples_per_step,
-                        sizes_per_budget=sweep["sizes_per_budget"], samples_per_param=sweep["samples_per_param"],
-                        min_steps=sweep["min_steps"])
+    return proposed_grid(config, game, sweep["budgets"], sweep["sizes_per_budget"])
 
 
 def sweep_runs(config: dict, game: str) -> list[Run]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ilscaling.config import NETHACK, family, model_sizes, propose_grid
+from ilscaling.config import NETHACK, family, model_sizes, proposed_grid
 
 MB = 2**20
 BYTES_PER_PARAM_TRAINING = 32   # fp32 weights, gradients, Adam's two moments, and a checkpoint copy
@@ -35,11 +35,14 @@ def _section(config: dict) -> dict:
     return config["resources"]
 
 
-def _speeds(config: dict, stage: str, gpu: bool | None = None) -> dict:
-    """The throughput assumptions of the device a job of `stage` (bc, evaluation, expert) gets
-    (`gpu`: whether it gets one, when the stage's setting does not decide)."""
-    resources = _section(config)
-    return resources["throughput"]["gpu" if (resources["gpus"][stage] if gpu is None else gpu) else "cpu"]
+def _throughput(config: dict, gpu: bool) -> dict:
+    """The throughput assumptions of a job with (`gpu`) or without a GPU."""
+    return _section(config)["throughput"]["gpu" if gpu else "cpu"]
+
+
+def _speeds(config: dict, stage: str) -> dict:
+    """The throughput assumptions of the device a job of `stage` (bc, evaluation, expert) gets."""
+    return _throughput(config, bool(_section(config)["gpus"][stage]))
 
 
 def _capped(config: dict, minutes: int) -> int:
@@ -93,12 +96,8 @@ def batched_training(config: dict, runs, attempt: int = 1) -> Request:
 def expected_width(config: dict, game: str, flops: float) -> int:
     """The width the sweep's prior (samples_per_param) expects to be compute-optimal at `flops`:
     the forecast agent's width before its forecast.json exists."""
-    section = config[family(game)]
-    sweep = section["sweep"]
-    grid = propose_grid([flops], model_sizes(config, game), sizes_per_budget=1,
-                        samples_per_step=section["bc"]["batch_size"] * section["bc"].get("unroll", 1),
-                        samples_per_param=sweep["samples_per_param"], min_steps=sweep["min_steps"])
-    return next(iter(grid.values()))[0] if grid else min(sweep["widths"])
+    grid = proposed_grid(config, game, [flops], sizes_per_budget=1)
+    return next(iter(grid.values()))[0] if grid else min(config[family(game)]["sweep"]["widths"])
 
 
 def evaluation_gets_gpu(config: dict, game: str, width: int) -> bool:
@@ -109,12 +108,11 @@ def evaluation_gets_gpu(config: dict, game: str, width: int) -> bool:
         "evaluation_gpu_min_params"]
 
 
-def evaluation_seconds(config: dict, game: str, width: int, episodes: int) -> float:
+def evaluation_seconds(config: dict, game: str, width: int, episodes: int, gpu: bool) -> float:
     """The held-out loss pass (forward FLOPs over the held-out frames; NLD's size is unknown before
     indexing, so only the bot's is counted) and `episodes` games of at most max_episode_steps each,
-    at the slower of the env's and the policy's pace."""
-    gpu = evaluation_gets_gpu(config, game, width)
-    speeds = _speeds(config, "evaluation", gpu)
+    at the slower of the env's and the policy's pace, with (`gpu`) or without a GPU."""
+    speeds = _throughput(config, gpu)
     section = config[family(game)]
     evaluation = section["evaluation"]
     flops_per_s = speeds["train_flops_per_s"] * (1 if gpu else evaluation["threads"])
@@ -136,15 +134,15 @@ def evaluation_seconds(config: dict, game: str, width: int, episodes: int) -> fl
 def evaluation(config: dict, game: str, width: int, episodes: int | None = None, attempt: int = 1) -> Request:
     """A checkpoint's evaluation: the sweep's, or the forecast agent's with its `episodes`."""
     section = config[family(game)]
-    seconds = evaluation_seconds(config, game, width, episodes or section["evaluation"]["episodes"])
+    gpu = evaluation_gets_gpu(config, game, width)
+    seconds = evaluation_seconds(config, game, width, episodes or section["evaluation"]["episodes"], gpu)
     params, _ = model_size(config, game, width)
     if game == NETHACK:
         data_mb = 1000 + 300 * section["evaluation"]["processes"]
     else:
         demonstrations = section["demonstrations"]
         data_mb = 1000 + demonstrations["frames"] * demonstrations["heldout_fraction"] * ATARI_FRAME_BYTES * 2 / MB
-    stage = "evaluation" if evaluation_gets_gpu(config, game, width) else None
-    return _request(config, stage, seconds, data_mb + BYTES_PER_PARAM_INFERENCE * params / MB, attempt)
+    return _request(config, "evaluation" if gpu else None, seconds, data_mb + BYTES_PER_PARAM_INFERENCE * params / MB, attempt)
 
 
 def expert(config: dict, attempt: int = 1) -> Request:
