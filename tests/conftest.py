@@ -22,14 +22,28 @@ def demos():
 
 
 @pytest.fixture(scope="session")
-def recorded(tmp_path_factory):
-    """Four short games of the workflow's NetHack bot, indexed into an NLD database (real nle.dataset)."""
+def recordings(tmp_path_factory):
+    """recordings(kind): four short games of the workflow's NetHack bot in environment `kind`
+    (seeded or challenge), indexed into an NLD database (real nle.dataset); recorded once."""
     from ilscaling.data.nethack import build_database
     from ilscaling.games.nethack_bot import record_bot_games
 
-    root = tmp_path_factory.mktemp("nethack")
-    card = record_bot_games(root / "ttyrecs", games=4, processes=2, max_episode_steps=300, seed=0,
-                            log=lambda *_: None)
-    db = root / "nld.db"
-    assert build_database(root / "ttyrecs", db, "bot") == 4 == card["games"]
-    return root, db, card
+    made = {}
+
+    def recording(kind):
+        if kind not in made:
+            root = tmp_path_factory.mktemp(f"nethack-{kind}")
+            card = record_bot_games(root / "ttyrecs", games=4, processes=2, max_episode_steps=300, seed=0,
+                                    env_kind=kind, log=lambda *_: None)
+            db = root / "nld.db"
+            assert build_database(root / "ttyrecs", db, "bot") == 4 == card["games"]
+            made[kind] = root, db, card
+        return made[kind]
+
+    return recording
+
+
+@pytest.fixture(scope="session")
+def recorded(recordings):
+    """The seeded recording (the default environment)."""
+    return recordings("seeded")

@@ -1,6 +1,7 @@
 """The NetHack expert: ending cut games properly, the bot, and its recordings read by nle.dataset."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from ilscaling.games.nethack_bot import (  # noqa: E402
 # extended-command line, a half-typed count, a direction question (kick).
 @pytest.mark.parametrize("last_key", [ord("s"), ord("i"), ord("e"), ord("#"), ord("2"), nh.nethack.C("d")])
 def test_finish_game_writes_the_xlogfile_line_of_a_truncated_game(tmp_path, last_key):
-    env = nh.make_env(max_episode_steps=6, savedir=tmp_path)
+    env = nh.make_env("challenge", max_episode_steps=6, savedir=tmp_path)
     try:
         env.reset()
         keys = [ord("s")] * 5 + [last_key]
@@ -48,7 +49,7 @@ def test_read_xlogfile_parses_fields(tmp_path):
 
 
 def test_make_env_keeps_the_terminal_and_game_seeds_are_reported():
-    env = nh.make_env(max_episode_steps=10, observation_keys=("glyphs",))
+    env = nh.make_env("challenge", max_episode_steps=10, observation_keys=("glyphs",))
     try:
         obs, _ = env.reset()
         assert {"tty_chars", "tty_colors", "tty_cursor", "blstats", "glyphs"} <= set(obs)
@@ -60,8 +61,63 @@ def test_make_env_keeps_the_terminal_and_game_seeds_are_reported():
         env.close()
 
 
+def test_a_seeded_game_runs_only_on_the_pinned_clock():
+    assert not nh.clock_is_pinned()  # this test process reads the real (or a faked) day
+    with pytest.raises(nh.ClockNotPinned, match="pinned clock"):
+        nh.make_env("seeded")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        nh.make_env("seeded-v0")
+
+
+def test_game_seeds_differ_per_game_and_stream_and_fit_in_signed_64_bits():
+    seeds = {nh.game_seeds_of(0, stream, g) for stream in ("bot", "evaluation") for g in range(50)}
+    assert len(seeds) == 100 and all(0 <= s < 2**63 for pair in seeds for s in pair)
+    assert nh.game_seeds_of(0, "bot", 3) == nh.game_seeds_of(0, "bot", 3) != nh.game_seeds_of(1, "bot", 3)
+
+
+ANNOUNCEMENTS = ("full_moon", "new_moon", "friday_13th")
+
+
+def _moon_and_friday(now: time.struct_time) -> dict:
+    """What NetHack 3.6 announces at a game's start on local time `now` (hacklib.c's
+    phase_of_the_moon and friday_13th, written again here to predict the wall clock's effect)."""
+    golden = (now.tm_year - 1900) % 19 + 1
+    epact = (11 * golden + 18) % 30
+    if (epact == 25 and golden > 11) or epact == 24:
+        epact += 1
+    phase = ((((now.tm_yday - 1 + epact) * 6) + 11) % 177) // 22 & 7
+    return {"full_moon": phase == 4, "new_moon": phase == 0,
+            "friday_13th": now.tm_wday == 4 and now.tm_mday == 13}
+
+
+@pytest.mark.parametrize("day, expected", [
+    ("2026-11-24", "full_moon"), ("2026-12-09", "new_moon"), ("2026-02-13", "friday_13th"), ("2026-11-29", None)])
+def test_the_moon_rule_matches_what_nle_was_seen_to_announce(day, expected):
+    announced = _moon_and_friday(time.strptime(day + " 12:00", "%Y-%m-%d %H:%M"))
+    assert [name for name, shown in announced.items() if shown] == ([expected] if expected else [])
+
+
+def test_challenge_games_see_todays_date_and_seeded_games_do_not(recordings):
+    """Under the date tests (test_nethack_dates.py) this runs on a full moon, a new moon, a Friday
+    the 13th and an ordinary day: challenge games announce that day, seeded ones their seed's."""
+    before = _moon_and_friday(time.localtime())
+    challenge = recordings("challenge")[2]
+    after = _moon_and_friday(time.localtime())
+    for start in challenge["game_starts"]:
+        shown = {name: start[name] for name in before}
+        assert shown in (before, after)  # (midnight may pass while the games are recorded)
+        # NLE's reset answers the --More-- that ends a welcome with an announcement (or one for what
+        # lies on the first square: "There is a staircase up here." and an object).
+        assert start["reset_keys"] >= int(any(shown.values()))
+    seeded = recordings("seeded")[2]
+    assert seeded["env"] == "seeded" and seeded["clock"].startswith("pinned")
+    assert seeded["seeds"] == [{"core": core, "disp": disp, "reseed": False, "lgen": None}
+                               for core, disp in (nh.game_seeds_of(0, "bot", g) for g in range(4))]
+    assert all(start["reset_keys"] >= any(start[name] for name in ANNOUNCEMENTS) for start in seeded["game_starts"])
+
+
 def test_bot_plays_with_balanced_actions():
-    env = nh.make_env(max_episode_steps=400, observation_keys=BOT_OBSERVATION_KEYS)
+    env = nh.make_env("challenge", max_episode_steps=400, observation_keys=BOT_OBSERVATION_KEYS)
     counts = np.zeros(len(ACTION_NAMES), dtype=np.int64)
     try:
         record = play_game(env, NetHackBot(np.random.default_rng(0)), counts)
@@ -84,6 +140,9 @@ def test_record_bot_games_writes_games_card_and_loads_with_nle_dataset(tmp_path)
 
     assert len(_xlog_lines_all(out)) == 3
     assert len(list(out.glob("*/*.ttyrec3.bz2"))) == 3
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00000", "00001", "00002"]  # a folder per game
+    assert card["env"] == "seeded" and card["clock"] == nh.CLOCK_MODES["seeded"]
+    assert len(card["reset_keys"]) == len(card["game_starts"]) == 3
     assert json.loads((out / "card.json").read_text()) == json.loads(json.dumps(card))
     assert card["games"] == 3 and len(card["scores"]) == 3
     assert card["expert_mean_return"] == pytest.approx(np.mean(card["scores"]))
@@ -125,5 +184,5 @@ def test_cli_record_nethack_arguments():
     args = build_parser().parse_args(["record-nethack", "--out-dir", "x", "--games", "4", "--processes", "2",
                                       "--max-episode-steps", "100"])
     assert args.func is cmd_record_nethack
-    assert (args.games, args.processes, args.max_episode_steps, args.character, args.seed) == (
-        4, 2, 100, nh.CHARACTER, 0)
+    assert (args.games, args.processes, args.max_episode_steps, args.character, args.seed, args.env) == (
+        4, 2, 100, nh.CHARACTER, 0, "seeded")

@@ -13,6 +13,7 @@ from ilscaling.data.nethack import (
     KEY_TO_ACTION, QUIT_KEY, START_ACTION, play_frames_of, DatasetError, Split, build_database, keys_to_actions, make_split,
     select_games, sequence_batches,
 )
+from ilscaling.games.nethack import ENV_KINDS
 
 
 def test_every_action_key_maps_back_to_an_action_sending_that_key():
@@ -35,25 +36,30 @@ def test_keys_outside_the_action_set_are_an_error_not_action_zero():
     assert actions[1, 0] == -1 and actions[0, 0] == KEY_TO_ACTION[ord("k")]
 
 
-def test_split_is_seeded_by_whole_games_and_counts_every_frame(recorded, tmp_path):
-    root, db, card = recorded
+@pytest.mark.parametrize("kind", ENV_KINDS)
+def test_split_is_seeded_by_whole_games_and_counts_every_frame(recordings, tmp_path, kind):
+    root, db, card = recordings(kind)
     split = make_split(db, "bot", tmp_path / "split.json", heldout_fraction=0.25, seed=0, expected_games=4,
                        log=lambda *_: None)
     assert len(split["heldout"]) == 1 and len(split["train"]) == 3
     assert sorted(split["train"] + split["heldout"]) == select_games(db, "bot")
-    assert split["train_frames"] + split["heldout_frames"] == card["frames"] + card["games"]  # no quit keys
+    # Every frame before the recorder's quit keys: the bot's steps and the keys NLE's reset pressed
+    # (past a --More-- when NetHack announced a full or new moon or a Friday the 13th).
+    assert split["train_frames"] + split["heldout_frames"] == card["frames"] + sum(card["reset_keys"])
     again = make_split(db, "bot", tmp_path / "again.json", heldout_fraction=0.25, seed=0, log=lambda *_: None)
     assert again["heldout"] == split["heldout"]
     assert Split.load(tmp_path / "split.json").train == split["train"]
 
 
-def test_batches_carry_games_across_unrolls(recorded):
-    _, db, card = recorded
+@pytest.mark.parametrize("kind", ENV_KINDS)
+def test_batches_carry_games_across_unrolls(recordings, kind):
+    _, db, card = recordings(kind)
     games = select_games(db, "bot")
     limits, play = play_frames_of(db, "bot", games)
-    # Each of these games hit the step limit: its frames are NLE's reset key (the intro's --More--),
-    # the bot's steps, then the recorder's quit keys, which are not labels.
-    assert play == card["frames"] + card["games"] and set(limits) == set(games)
+    # Each of these games hit the step limit: its frames are NLE's reset keys (read from the
+    # recording: one where the welcome ended in --More--), the bot's steps, then the recorder's
+    # quit keys, which are not labels.
+    assert play == card["frames"] + sum(card["reset_keys"]) and set(limits) == set(games)
     batches = list(sequence_batches(db, "bot", games, batch_size=2, seq_length=16, play_frames=limits))
     frames = sum(int(b["valid"].sum()) for b in batches)
     assert frames == play

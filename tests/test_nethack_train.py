@@ -9,6 +9,7 @@ from train_checks import check_resume_is_bitwise
 from ilscaling.data.nethack import make_split
 from ilscaling.evaluate import evaluate_checkpoint
 from ilscaling.flops import budget_label
+from ilscaling.games import nethack as nh
 from ilscaling.io import load_torch, read_json
 from ilscaling.models.nethack import NetHackModelConfig, model_size
 from ilscaling.train import BCArgs, train_bc
@@ -68,6 +69,12 @@ def test_evaluation_records_each_game(tmp_path, split_file):
         assert turns == line["turns"] and depth == line["maxlvl"]
     # Every game was kept and ended properly: one xlogfile line each.
     assert len(list((tmp_path / "ttyrecs").glob("*/*.ttyrec*"))) == 3
+    # Seeded games: their seeds are recorded, and NetHack started each game from them.
+    assert result["env"] == "seeded" and result["clock"].startswith("pinned")
+    assert result["game_seeds"] == [list(nh.game_seeds_of(0, "evaluation", g)) for g in range(3)]
+    assert [[s["core"], s["disp"], s["reseed"]] for s in result["nle_seeds"]] == [
+        [*seeds, False] for seeds in result["game_seeds"]]
+    assert len(result["game_starts"]) == 3
 
 
 def test_heldout_loss_of_the_lstm_does_not_depend_on_the_sequence_length(tmp_path, split_file):
@@ -81,20 +88,45 @@ def test_heldout_loss_of_the_lstm_does_not_depend_on_the_sequence_length(tmp_pat
     assert frames == same_frames and long == pytest.approx(short, rel=1e-5)
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_play_games_plays_each_quota_in_or_out_of_process(tmp_path, processes):
+def _tiny_model(seed=0):
     import torch
 
-    from ilscaling.games.nethack_vec import play_games
     from ilscaling.models.nethack import NetHackNet
 
-    torch.manual_seed(0)
-    model = NetHackNet(NetHackModelConfig(hidden=16, core="lstm", variant="reduced", unroll=8)).eval()
-    played = play_games(model, 3, envs=2, processes=processes, max_episode_steps=25, savedir=tmp_path,
-                        generator=torch.Generator().manual_seed(0), log=lambda *_: None)
-    # Quotas 2 and 1, whatever the games' lengths; env 0's games come first.
+    torch.manual_seed(seed)
+    return NetHackNet(NetHackModelConfig(hidden=16, core="lstm", variant="reduced", unroll=8)).eval()
+
+
+@pytest.mark.parametrize("processes, kind", [(1, "challenge"), (2, "challenge"), (1, "seeded")])
+def test_play_games_plays_each_quota_in_or_out_of_process(tmp_path, processes, kind):
+    from ilscaling.games.nethack_vec import play_games
+
+    played = play_games(_tiny_model(), 3, envs=2, processes=processes, max_episode_steps=25, kind=kind, seed=0,
+                        savedir=tmp_path, log=lambda *_: None)
+    # Games 0 and 1 on environment 0, game 2 on environment 1, whatever the games' lengths.
     assert len(played.scores) == len(played.steps) == 3 and all(1 <= s <= 25 for s in played.steps)
     assert played.env_steps == sum(played.steps) and 0 < played.setup_s < played.wall_s
     assert len(list(tmp_path.glob("env0000/*.ttyrec*"))) == 2 and len(list(tmp_path.glob("env0001/*.ttyrec*"))) == 1
     for turns, depth, line in zip(played.turns, played.max_depths, played.xlogfile):
         assert depth == line["maxlvl"] and turns == line["turns"]
+    assert len(played.starts) == 3 and set(played.starts[0]) == {"full_moon", "new_moon", "friday_13th"}
+
+
+def test_seeded_evaluation_is_paired_and_does_not_depend_on_how_games_are_spread():
+    """Every game g is the game of its seeds, sampled from g's own stream: the same games come out
+    of one environment in this... worker, or three environments in two workers; another model plays
+    the same dungeons."""
+    from ilscaling.games.nethack_vec import play_games
+
+    def play(model, envs, processes, seed=5):
+        return play_games(model, 3, envs=envs, processes=processes, max_episode_steps=60, kind="seeded", seed=seed,
+                          log=lambda *_: None)
+
+    model = _tiny_model()
+    spread, single = play(model, 3, 2), play(model, 1, 1)
+    for field in ("scores", "steps", "turns", "max_depths", "deaths", "game_seeds", "seeds", "starts"):
+        assert getattr(spread, field) == getattr(single, field), field
+    other = play(_tiny_model(seed=1), 3, 2)
+    assert other.game_seeds == spread.game_seeds == [list(nh.game_seeds_of(5, "evaluation", g)) for g in range(3)]
+    assert other.steps != spread.steps or other.scores != spread.scores or other.turns != spread.turns
+    assert play(model, 3, 2, seed=6).game_seeds != spread.game_seeds

@@ -78,7 +78,8 @@ def cmd_record_nethack(args):
     from ilscaling.games.nethack_bot import record_bot_games
 
     record_bot_games(args.out_dir, games=args.games, processes=args.processes,
-                     max_episode_steps=args.max_episode_steps, character=args.character, seed=args.seed)
+                     max_episode_steps=args.max_episode_steps, character=args.character, seed=args.seed,
+                     env_kind=args.env)
 
 
 def cmd_train_bc(args):
@@ -110,7 +111,7 @@ def cmd_evaluate(args):
     evaluate_checkpoint(args.checkpoint, args.heldout, args.out, episodes=args.episodes, seed=args.seed,
                         max_episode_steps=args.max_episode_steps, num_threads=args.threads,
                         processes=args.processes, envs=args.envs, ttyrec_dir=args.ttyrec_dir,
-                        device=args.device)
+                        device=args.device, nethack_env=args.env)
 
 
 def cmd_build_nethack_dataset(args):
@@ -250,7 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--max-episode-steps", type=int, default=100_000)
     p.add_argument("--character", default="mon-hum-neu-mal")
-    p.add_argument("--seed", type=int, default=0, help="seeds the bot's own choices (NetHack itself cannot be)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the bot's choices, and in the seeded environment every game")
+    p.add_argument("--env", choices=("seeded", "challenge"), default="seeded",
+                   help="seeded: games fixed by the seed, on a pinned clock; challenge: NetHackChallenge-v0 as is")
     p.set_defaults(func=cmd_record_nethack)
 
     p = commands.add_parser("train-bc", help="one BC run, checkpointed at its FLOP budgets")
@@ -282,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--envs", type=int, default=None,
                    help="games played at once (default: all; Atari: up to 32), each playing a fixed quota")
     p.add_argument("--ttyrec-dir", default=None, help="NetHack: keep the games' ttyrecs here")
+    p.add_argument("--env", choices=("seeded", "challenge"), default="seeded",
+                   help="NetHack: seeded (every checkpoint plays the same seeded games) or challenge (NetHackChallenge-v0)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when present), cpu or cuda[:i] for the network; cuda without CUDA fails")
     p.set_defaults(func=cmd_evaluate)

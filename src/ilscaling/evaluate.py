@@ -4,8 +4,10 @@ Per checkpoint: the held-out loss (mean cross entropy over every held-out frame)
 return of the sampled policy (softmax sampling, as the paper) over full games played in
 parallel with batched inference. Atari: ALE's vector env, every checkpoint on the same
 environment seeds (common random numbers), which lowers the variance between model sizes.
-NetHack: the in-game score is the return; games run in worker processes (games/nethack_vec.py)
-and cannot be seeded, so each game's max depth, turns, death cause and NLE seeds are recorded.
+NetHack: the in-game score is the return; games run in worker processes (games/nethack_vec.py).
+In the `seeded` environment every checkpoint plays the same seeded games (paired, on the pinned
+clock); `challenge` games cannot be seeded. Each game's seeds, max depth, turns, death cause and
+start (moon phase, Friday the 13th) are recorded.
 
 Device: "auto" runs the network on CUDA when present (else the CPU), as training does
 (`ilscaling.train.resolve_device`). The held-out loss is computed in float32; the rollouts'
@@ -82,13 +84,14 @@ def nethack_heldout_loss(model: torch.nn.Module, split_path: str | Path, *, batc
 def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, out_path: str | Path, *,
                         episodes: int, seed: int, max_episode_steps: int, num_threads: int = 1,
                         processes: int = 1, envs: int | None = None, ttyrec_dir: str | Path | None = None,
-                        device: str = "auto", log=print) -> dict:
+                        device: str = "auto", nethack_env: str = "seeded", log=print) -> dict:
     """Held-out loss and sampled-policy return of one checkpoint, written to `out_path` (JSON).
 
     `device`: auto (CUDA when present), cpu or cuda[:i]; cuda without CUDA is an error.
     Atari: `envs` envs (default: one per episode, up to 8) play a fixed quota of games
     each. NetHack: `processes` worker processes step `envs` games at a time (default: all
-    `episodes` at once); `ttyrec_dir` keeps the games' ttyrecs.
+    `episodes` at once) in the environment `nethack_env` (seeded or challenge); `ttyrec_dir`
+    keeps the games' ttyrecs.
     """
     from ilscaling.train import device_record, resolve_device
 
@@ -102,10 +105,10 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
     model = load_bc_model(checkpoint).to(device)
     config = checkpoint["config"]
     game = config["game"]
-    generator = torch.Generator().manual_seed(seed)
     extra = {}
     started = time.perf_counter()
     if game == NETHACK:
+        from ilscaling.games import nethack as nh
         from ilscaling.games.nethack_vec import play_games
 
         # The LSTM carries its state, so longer sequences give the same loss in fewer steps; the
@@ -116,15 +119,16 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         loss_s = time.perf_counter() - started
         started = time.perf_counter()
         played = play_games(model, episodes, envs=envs or episodes, processes=processes,
-                            max_episode_steps=max_episode_steps, generator=generator, savedir=ttyrec_dir,
+                            max_episode_steps=max_episode_steps, kind=nethack_env, seed=seed, savedir=ttyrec_dir,
                             bf16=bf16, log=log)
         rollout_s = time.perf_counter() - started
         setup_s, play_s = played.setup_s, played.play_s
         returns, lengths = np.asarray(played.scores, dtype=float), np.asarray(played.steps)
         truncated = np.asarray(played.truncated)
         extra = {"max_depths": played.max_depths, "mean_max_depth": float(np.mean(played.max_depths)),
-                 "turns": played.turns, "deaths": played.deaths, "nle_seeds": played.seeds,
-                 "xlogfile": played.xlogfile,
+                 "turns": played.turns, "deaths": played.deaths, "env": nethack_env,
+                 "clock": nh.CLOCK_MODES[nethack_env], "game_seeds": played.game_seeds,
+                 "nle_seeds": played.seeds, "game_starts": played.starts, "xlogfile": played.xlogfile,
                  "ttyrec_dir": str(ttyrec_dir) if ttyrec_dir else None}
     else:
         demos = Demonstrations.load(heldout_path)
@@ -132,7 +136,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         loss_s = time.perf_counter() - started
         started = time.perf_counter()
         played = play_episodes(game, model, episodes, seed=seed, greedy=False, max_episode_steps=max_episode_steps,
-                               num_threads=num_threads, generator=generator, envs=envs, device=device, bf16=bf16)
+                               num_threads=num_threads, generator=torch.Generator().manual_seed(seed), envs=envs,
+                               device=device, bf16=bf16)
         rollout_s = time.perf_counter() - started
         setup_s, play_s = played.setup_s, played.play_s
         returns, lengths = np.asarray(played.returns, dtype=float), np.asarray(played.lengths)

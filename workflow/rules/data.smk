@@ -76,7 +76,7 @@ rule record_nethack_bot:
     shell:
         "{ILSCALING} record-nethack --out-dir {output.ttyrecs} --games {params.bot[games]} --processes {threads} "
         "--max-episode-steps {params.bot[max_episode_steps]} --character {params.character} "
-        "--seed {params.seed} > {log} 2>&1"
+        "--seed {params.seed} --env {params.bot[env]} > {log} 2>&1"
 
 
 rule build_nethack_dataset:

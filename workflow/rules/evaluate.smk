@@ -58,7 +58,8 @@ rule evaluate_nethack_checkpoint:
         "{ILSCALING} evaluate --checkpoint {input.run}/c{wildcards.budget}.pt --heldout {input.split} "
         "--out {output} --episodes {params.evaluation[episodes]} --seed {params.seed} {params.envs} "
         "--processes {params.evaluation[processes]} --threads {params.evaluation[threads]} {params.ttyrecs} "
-        "--max-episode-steps {params.evaluation[max_episode_steps]} --device {params.evaluation[device]} > {log} 2>&1"
+        "--max-episode-steps {params.evaluation[max_episode_steps]} --device {params.evaluation[device]} "
+        "--env {params.evaluation[env]} > {log} 2>&1"
 
 
 rule gather_results:

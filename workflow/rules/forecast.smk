@@ -51,7 +51,7 @@ def forecast_eval_flags(wildcards):
     flags = f"--episodes {forecast_episodes(config, wildcards.game)} --seed {config['seed']}"
     if wildcards.game == NETHACK:
         evaluation = NH["evaluation"]
-        flags += f" --processes {evaluation['processes']}"
+        flags += f" --processes {evaluation['processes']} --env {evaluation['env']}"
         flags += f" --envs {evaluation['envs']}" if evaluation["envs"] else ""
         flags += f" --ttyrec-dir {RES}/forecast/NetHack/eval-ttyrecs" if evaluation["keep_ttyrecs"] else ""
     else:

@@ -14,21 +14,49 @@ Measured behaviour of `NetHackChallenge-v0` that shaped this module:
     system randomness during play (`reseed=True`), so the seeds identify a game's start but
     do not replay it.
   * With `savedir`, ttyrecs are `nle.<pid>.<n>.ttyrec3.bz2` and the xlogfile is
-    `nle.<pid>.xlogfile`: two environments of one process must not share a savedir.
+    `nle.<pid>.xlogfile`: two environments of one process must not share a savedir. NLE does not
+    create NetHack's `nle.<pid>.logfile` and `.record`, so every game ended with "Cannot open file
+    ..." (path and pid) in its ttyrec; `make_env` creates them.
+
+The clock. NetHack reads the wall clock at game start: the moon phase and Friday the 13th
+(Luck, and a --More-- that NLE's reset answers with a recorded key), night and midnight, and
+`u.ubirthday`. Two environment kinds:
+  * `challenge`: NetHackChallenge-v0 as it is (the paper's evaluation): unseeded games on the
+    wall clock, so a game depends on the day it is played and cannot be replayed.
+  * `seeded`: the Challenge's settings (character, options, the full action set, yes/no and
+    menu handling, step limit), each game started from seeds that the caller derives from the
+    study seed (`game_seeds_of`), NetHack's reseeding off and NLE's `fix_moon_phase` (moon, Friday
+    the 13th, night and midnight from the seeds). `fix_moon_phase` leaves `u.ubirthday` on the
+    wall clock (NetHack-LE/nle#129), and it names the shopkeepers: two recordings of the same
+    seeds made minutes apart differed at the first shop ("Gweebarra's" against "Kinnegad's
+    second-hand bookstore"). So a seeded game runs only in a process whose clock is pinned:
+    libfaketime (the `libfaketime` package's library) preloaded at `PINNED_TIME`, frozen, with
+    the monotonic clock left real (timers and progress rates stay true). `pinned_clock()`
+    starts processes that way; `make_env("seeded")` refuses to run anywhere else.
 """
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import os
 import re
+import struct
+import time
 from pathlib import Path
 
 import gymnasium as gym
 import nle  # noqa: F401  (registers the NetHack environments with gymnasium)
+import numpy as np
 from nle import nethack
+from nle.env.base import NLE
+from nle.env.tasks import NetHackChallenge
 
 # The paper's character: a neutral male human monk.
 CHARACTER = "mon-hum-neu-mal"
 ENV_ID = "NetHackChallenge-v0"
+SEEDED_ENV_ID = "ilscaling/NetHackChallengeSeeded-v0"
+ENV_KINDS = ("seeded", "challenge")
 # What a policy sees (the terminal); the bot asks for more through `observation_keys`.
 OBSERVATION_KEYS = ("tty_chars", "tty_colors", "tty_cursor", "blstats")
 DEFAULT_MAX_EPISODE_STEPS = 100_000  # the paper's evaluation cap
@@ -65,19 +93,126 @@ class GameNotFinished(RuntimeError):
     """NetHack did not end the game after the quit sequence; its xlogfile line would be lost."""
 
 
-def make_env(character: str = CHARACTER, max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
+class ClockNotPinned(RuntimeError):
+    """A seeded NetHack game was asked for in a process whose clock is not pinned."""
+
+
+class SeededNetHackChallenge(NetHackChallenge):
+    """NetHackChallenge with seeds: `seed(core, disp)` before a reset fixes that one game.
+
+    The Challenge replaces NetHack's seed methods by guards that raise; this task removes them
+    again and turns on NLE's `fix_moon_phase`. Everything else is the Challenge's.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, fix_moon_phase=True, **kwargs)
+        for name in ("set_initial_seeds", "set_current_seeds", "get_current_seeds"):
+            vars(self.nethack).pop(name)  # the Challenge's guards (instance attributes)
+
+    def seed(self, core=None, disp=None, reseed=False, lgen=None):
+        return NLE.seed(self, core, disp, reseed, lgen)
+
+
+gym.register(SEEDED_ENV_ID, entry_point=SeededNetHackChallenge)
+
+# ------------------------------------------------------------------------------------ the clock
+
+# A plain day (no full or new moon, not a Friday the 13th), in UTC; frozen in seeded game processes.
+PINNED_TIME = "2000-01-03 12:00:00"
+PINNED_EPOCH = 946900800.0
+CLOCK_MODES = {"seeded": f"pinned at {PINNED_TIME} UTC (libfaketime)", "challenge": "wall clock"}
+
+
+def libfaketime_path() -> Path:
+    """The libfaketime shared library shipped in the `libfaketime` package (a dependency)."""
+    import libfaketime
+
+    path = Path(libfaketime.__file__).parent / "vendor" / "libfaketime" / "src" / "libfaketime.so.1"
+    if not path.is_file():
+        raise ClockNotPinned(f"libfaketime's library is missing at {path}: reinstall the `libfaketime` package")
+    return path
+
+
+def faked_clock_environment(when: str, frozen: bool = True) -> dict[str, str]:
+    """Environment variables that start a process with its wall clock at `when` (UTC).
+
+    frozen=True stops the clock there (a pinned clock); False lets it run from `when` (a faked
+    day, as the date tests use). The monotonic clock stays real either way, and file times too.
+    """
+    return {"LD_PRELOAD": str(libfaketime_path()), "FAKETIME": when if frozen else f"@{when}", "TZ": "UTC",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "DONT_FAKE_MONOTONIC": "1", "NO_FAKE_STAT": "1"}
+
+
+def clock_is_pinned() -> bool:
+    """Whether this process runs on the pinned clock (its wall clock frozen at PINNED_TIME UTC)."""
+    return time.time() == PINNED_EPOCH and os.environ.get("TZ") == "UTC"
+
+
+@contextlib.contextmanager
+def pinned_clock():
+    """Processes started inside (multiprocessing's spawn) run on the pinned clock.
+
+    spawn starts a new interpreter with this process's environment, so the variables are set
+    for the duration of the block and restored after.
+    """
+    saved = {key: os.environ.get(key) for key in faked_clock_environment(PINNED_TIME)}
+    os.environ.update(faked_clock_environment(PINNED_TIME))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def clock_context(kind: str):
+    """The context to start the game processes of environment `kind` in."""
+    return pinned_clock() if kind == "seeded" else contextlib.nullcontext()
+
+
+def game_seeds_of(seed: int, stream: str, index: int) -> tuple[int, int]:
+    """NetHack's (core, disp) seeds of game `index` of `stream` ("bot" or "evaluation") of a study
+    seed: the bot's games and the evaluation games are different dungeons."""
+    streams = {"bot": 0, "evaluation": 1}
+    core, disp = np.random.SeedSequence([seed, streams[stream], index]).generate_state(2, dtype=np.uint64)
+    return int(core >> np.uint64(1)), int(disp >> np.uint64(1))  # NetHack reads them as signed 64-bit
+
+
+def make_env(kind: str, character: str = CHARACTER, max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
              savedir: str | Path | None = None, observation_keys=OBSERVATION_KEYS, **kwargs) -> gym.Env:
-    """A NetHackChallenge environment; with `savedir`, every game is recorded there as a ttyrec.
+    """A NetHack environment of `kind` (ENV_KINDS); with `savedir`, every game is recorded there.
 
     `observation_keys` always include the terminal (tty_chars, tty_colors, tty_cursor) and
     blstats. Games cut at `max_episode_steps` (truncated) must be ended with `finish_game`.
+    A `seeded` environment starts each game with `start_game(env, seeds)` and runs only on the
+    pinned clock (ClockNotPinned otherwise).
     """
+    if kind not in ENV_KINDS:
+        raise ValueError(f"NetHack environment kind must be one of {ENV_KINDS}, got {kind!r}")
+    if kind == "seeded" and not clock_is_pinned():
+        raise ClockNotPinned(f"a seeded NetHack game needs the pinned clock ({CLOCK_MODES['seeded']}), but this "
+                             f"process reads {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC: start it "
+                             "inside games.nethack.pinned_clock()")
     keys = list(dict.fromkeys([*OBSERVATION_KEYS, *observation_keys]))
     if savedir is not None:
         Path(savedir).mkdir(parents=True, exist_ok=True)
         kwargs.update(save_ttyrec_every=1, savedir=str(savedir))
-    return gym.make(ENV_ID, character=character, max_episode_steps=max_episode_steps,
+        # NetHack appends to <prefix>logfile and <prefix>record at each game's end and prints an error
+        # with the path and pid into the ttyrec when they are missing.
+        for name in ("logfile", "record"):
+            (Path(savedir) / f"nle.{os.getpid()}.{name}").touch()
+    env_id = SEEDED_ENV_ID if kind == "seeded" else ENV_ID
+    return gym.make(env_id, character=character, max_episode_steps=max_episode_steps,
                     observation_keys=tuple(keys), **kwargs)
+
+
+def start_game(env: gym.Env, seeds: tuple[int, int] | None = None):
+    """Reset `env` into a new game: the game of `seeds` (core, disp) in a seeded environment."""
+    if seeds is not None:
+        env.unwrapped.seed(*seeds, reseed=False)  # consumed by the next reset only
+    return env.reset()
 
 
 def game_over(env: gym.Env) -> bool:
@@ -147,8 +282,9 @@ def finish_game(env: gym.Env, max_keys: int = 400) -> bool:
 def game_seeds(env: gym.Env) -> dict | None:
     """NetHack's current seeds {core, disp, reseed, lgen}, or None where NLE cannot tell.
 
-    Read right after `reset` they identify how the game started. NetHackChallenge blocks its
-    public seed methods (it refuses seeding), so the values come from the NetHack object itself.
+    Read right after `reset` they identify how the game started (with reseed=True, the
+    challenge's, they do not replay it). NetHackChallenge blocks its public seed methods, so the
+    values come from the NetHack object itself.
     """
     try:
         core, disp, reseed, lgen = env.unwrapped.nethack._pynethack.get_seeds()
@@ -188,3 +324,45 @@ def xlogfile_games(folder: str | Path) -> list[dict]:
 def screen_has_menu(tty_chars) -> bool:
     """Whether a tty menu or text window is open ("(end)" or "(1 of 2)" on screen)."""
     return _MENU_MARK.search(tty_chars.tobytes()) is not None
+
+
+# ------------------------------------------------------------------------------------- ttyrecs
+
+_TTYREC_HEADER = struct.Struct("<iiiB")  # seconds, microseconds, length, channel (ttyrec3)
+_INPUT = 1  # the channel of a key pressed
+# What NetHack says at a game's start when the (real or fixed) date is special.
+_START_MESSAGES = {"full_moon": b"Full moon tonight", "new_moon": b"New moon tonight",
+                   "friday_13th": b"Friday the 13th"}
+
+
+def read_ttyrec(path: str | Path) -> list[tuple[int, bytes]]:
+    """The records of an NLE ttyrec3 file as (channel, bytes): terminal output (0), a key (1), ...
+
+    The records' timestamps are left out: they are the wall clock of the recording.
+    """
+    data = bz2.BZ2File(path).read()
+    records, at = [], 0
+    while at < len(data):
+        _, _, length, channel = _TTYREC_HEADER.unpack_from(data, at)
+        at += _TTYREC_HEADER.size
+        records.append((channel, data[at:at + length]))
+        at += length
+    return records
+
+
+def game_start(path: str | Path) -> dict:
+    """How a recorded game started, read from its ttyrec.
+
+    reset_keys: the keys NLE's reset pressed (SPACE) to reach the first move, past a --More--
+    after the welcome (a full moon's announcement, or "There is a staircase up here." and an
+    object on the first square); full_moon, new_moon, friday_13th: what NetHack announced.
+    The player never presses SPACE as its first key (the bot answers --More-- with Enter).
+    """
+    records = read_ttyrec(path)
+    keys = [i for i, (channel, data) in enumerate(records) if channel == _INPUT]
+    reset = 0
+    while reset < len(keys) and records[keys[reset]][1] == b" ":
+        reset += 1
+    shown = b"".join(data for channel, data in records[:keys[reset] if reset < len(keys) else len(records)]
+                     if channel != _INPUT)
+    return {"reset_keys": reset, **{name: text in shown for name, text in _START_MESSAGES.items()}}

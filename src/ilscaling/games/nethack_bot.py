@@ -32,9 +32,9 @@ labels, and behaviour cloning then learns to search. Here a search is a counted 
 three keys for fifteen turns), only once exploration has stalled, at one spot at a time chosen
 for the unexplored map around it, each spot at most `search_cap` turns per round.
 
-`record_bot_games` plays games in worker processes, each recording into its own folder
-(`out_dir/<worker>/`, the layout `nle.dataset.add_nledata_directory` reads), and writes a data
-card.
+`record_bot_games` plays games in worker processes, each game recorded into its own folder
+(`out_dir/<game>/`, the layout `nle.dataset.add_nledata_directory` reads), and writes a data
+card. In a seeded environment a game depends only on the study seed and its index.
 """
 
 from __future__ import annotations
@@ -805,12 +805,14 @@ class NetHackBot:
 # -------------------------------------------------------------------------------- recording
 
 
-def play_game(env, bot: NetHackBot, action_counts: np.ndarray | None = None) -> dict:
-    """Play one game of `bot` in `env` (reset here) to its end; a game cut by the step limit is
-    ended through NetHack's quit path (`finish_game`) so that its ttyrec is kept."""
-    obs, _ = env.reset()
+def play_game(env, bot: NetHackBot, action_counts: np.ndarray | None = None, seeds: tuple[int, int] | None = None
+              ) -> dict:
+    """Play one game of `bot` in `env` to its end: the game of `seeds` in a seeded environment, else
+    whatever game the reset brings; a game cut by the step limit is ended through NetHack's quit
+    path (`finish_game`) so that its ttyrec is kept."""
+    obs, _ = nh.start_game(env, seeds)
     bot.reset()
-    seeds = nh.game_seeds(env)
+    nle_seeds = nh.game_seeds(env)
     blstats = obs["blstats"].copy()
     steps, max_depth = 0, int(blstats[nh.BL_DEPTH])
     while True:
@@ -826,25 +828,35 @@ def play_game(env, bot: NetHackBot, action_counts: np.ndarray | None = None) -> 
             break
     quit_by_limit = nh.finish_game(env)
     return {"score": int(blstats[nh.BL_SCORE]), "max_depth": max_depth, "turns": int(blstats[nh.BL_TIME]),
-            "steps": steps, "truncated": bool(truncated or quit_by_limit), "seeds": seeds}
+            "steps": steps, "truncated": bool(truncated or quit_by_limit), "seeds": nle_seeds}
 
 
-def _record_worker(worker: int, savedir: str, games: int, max_episode_steps: int, character: str,
-                   seed: int, messages) -> None:
-    """One process: play `games` games into `savedir`, reporting each game and the totals."""
+def _record_worker(worker: int, out_dir: str, game_indices: list[int], max_episode_steps: int, character: str,
+                   seed: int, env_kind: str, messages) -> None:
+    """One process: play games `game_indices`, each into its own folder `out_dir/<index>/`.
+
+    Each game has its own environment (NLE fixes a savedir per environment) and, in a seeded
+    environment, its own seeds; the bot's choices come from a generator seeded by (seed, game).
+    So a game is the same whichever worker plays it.
+    """
     try:
-        env = nh.make_env(character=character, max_episode_steps=max_episode_steps, savedir=savedir,
-                          observation_keys=BOT_OBSERVATION_KEYS)
-        bot = NetHackBot(np.random.default_rng([seed, worker]))
+        bot = NetHackBot()
         action_counts = np.zeros(len(nethack.ACTIONS), dtype=np.int64)
         started = time.perf_counter()
         records = []
-        for _ in range(games):
-            record = play_game(env, bot, action_counts)
+        for index in game_indices:
+            env = nh.make_env(env_kind, character=character, max_episode_steps=max_episode_steps,
+                              savedir=Path(out_dir) / game_folder(index), observation_keys=BOT_OBSERVATION_KEYS)
+            try:
+                bot.rng = np.random.default_rng([seed, index])
+                seeds = nh.game_seeds_of(seed, "bot", index) if env_kind == "seeded" else None
+                record = play_game(env, bot, action_counts, seeds)
+            finally:
+                env.close()
+            record["game"] = index
             records.append(record)
             messages.put(("game", worker, record))
         seconds = time.perf_counter() - started
-        env.close()
         messages.put(("done", worker, {"records": records, "action_counts": action_counts.tolist(),
                                        "steps": sum(r["steps"] for r in records), "seconds": seconds}))
     except BaseException as err:  # report, so that the parent fails with the cause
@@ -853,35 +865,44 @@ def _record_worker(worker: int, savedir: str, games: int, max_episode_steps: int
         messages.put(("error", worker, f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
 
 
-def record_bot_games(out_dir, *, games: int, processes: int, max_episode_steps: int,
-                     character: str = nh.CHARACTER, seed: int = 0, log=print) -> dict:
-    """Record `games` bot games as NLE ttyrecs under `out_dir/<worker>/` and write `card.json`.
+def game_folder(index: int) -> str:
+    """The folder of bot game `index` under the recording's root."""
+    return f"{index:05d}"
 
-    Games are split over `processes` worker processes (spawned: NLE is not fork-safe), each with
-    its own folder, so `out_dir` has the `*/*.xlogfile` layout that
-    `nle.dataset.add_nledata_directory(out_dir, name, db)` reads. The bot's own randomness is
-    seeded from (`seed`, worker); NetHackChallenge cannot be seeded, so each game's starting
-    seeds are recorded instead. Returns the data card.
+
+def record_bot_games(out_dir, *, games: int, processes: int, max_episode_steps: int,
+                     character: str = nh.CHARACTER, seed: int = 0, env_kind: str = "seeded", log=print) -> dict:
+    """Record `games` bot games as NLE ttyrecs, game i in `out_dir/<i>/`, and write `card.json`.
+
+    The `*/*.xlogfile` layout is the one `nle.dataset.add_nledata_directory(out_dir, name, db)`
+    reads, in game order. Games are played by `processes` worker processes (spawned: NLE is not
+    fork-safe), which only sets the speed: in a `seeded` environment (games/nethack.py) every game
+    is fixed by `seed` and its index, the bot's choices included, and the workers run on the
+    pinned clock, so the same seed gives the same ttyrecs on any day. In `challenge` the games
+    are the wall clock's; their starting seeds are recorded. Returns the data card.
     """
     from ilscaling.io import provenance, write_json
 
     if games < 1 or processes < 1:
         raise ValueError(f"games ({games}) and processes ({processes}) must be at least 1")
+    if env_kind not in nh.ENV_KINDS:
+        raise ValueError(f"NetHack environment kind must be one of {nh.ENV_KINDS}, got {env_kind!r}")
     out_dir = Path(out_dir)
     if list(out_dir.glob("*/*xlogfile")):
         raise FileExistsError(f"{out_dir} already holds recorded games; record into an empty folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
     processes = min(processes, games)
-    quotas = [games // processes + (w < games % processes) for w in range(processes)]
+    assignments = [list(part) for part in np.array_split(np.arange(games), processes)]
     context = mp.get_context("spawn")
     messages = context.Queue()
     workers = []
-    for worker, quota in enumerate(quotas):
-        savedir = out_dir / f"{worker:03d}"
-        savedir.mkdir(parents=True, exist_ok=True)
-        process = context.Process(target=_record_worker, daemon=True,
-                                  args=(worker, str(savedir), quota, max_episode_steps, character, seed, messages))
-        process.start()
-        workers.append(process)
+    with nh.clock_context(env_kind):
+        for worker, indices in enumerate(assignments):
+            process = context.Process(target=_record_worker, daemon=True,
+                                      args=(worker, str(out_dir), [int(i) for i in indices], max_episode_steps,
+                                            character, seed, env_kind, messages))
+            process.start()
+            workers.append(process)
 
     started = time.perf_counter()
     results, played = {}, 0
@@ -899,7 +920,7 @@ def record_bot_games(out_dir, *, games: int, processes: int, max_episode_steps: 
                 raise RuntimeError(f"NetHack recording worker {worker} failed: {payload}")
             if kind == "game":
                 played += 1
-                log(f"game {played}/{games} (worker {worker}): score {payload['score']}, depth "
+                log(f"game {played}/{games} (#{payload['game']}, worker {worker}): score {payload['score']}, depth "
                     f"{payload['max_depth']}, {payload['turns']} turns, {payload['steps']} steps"
                     f"{' (step limit)' if payload['truncated'] else ''}")
             else:
@@ -912,35 +933,35 @@ def record_bot_games(out_dir, *, games: int, processes: int, max_episode_steps: 
                 process.terminate()
     wall_s = time.perf_counter() - started
 
-    # The xlogfile lines: one per game, or the recording lost games (see games/nethack.py).
-    records, deaths = [], []
-    for worker in range(len(workers)):
-        lines = nh.xlogfile_games(out_dir / f"{worker:03d}")
-        worker_records = results[worker]["records"]
-        if len(lines) != len(worker_records):
-            raise RuntimeError(f"worker {worker} played {len(worker_records)} games but its xlogfile has "
-                               f"{len(lines)} lines: games without an xlogfile line are invisible to nle.dataset")
-        for record, line in zip(worker_records, lines):
-            record["death"] = str(line.get("death", ""))
-            record["points"] = int(line.get("points", 0))
-            record["turns"] = int(line["turns"])  # NetHack's count (see games/nethack_vec.py)
-            record["xlog_maxlvl"] = int(line.get("maxlvl", 0))
-        records += worker_records
-    xlog_lines = sum(len(nh.read_xlogfile(p)) for p in out_dir.glob("*/*xlogfile"))
-    if xlog_lines != games or len(records) != games:
-        raise RuntimeError(f"recorded {len(records)} games and {xlog_lines} xlogfile lines, expected {games}")
+    # Each game's xlogfile line (or the recording lost it: see games/nethack.py) and its start.
+    records = sorted((r for w in results for r in results[w]["records"]), key=lambda r: r["game"])
+    for record in records:
+        folder = out_dir / game_folder(record["game"])
+        lines = nh.xlogfile_games(folder)
+        if len(lines) != 1:
+            raise RuntimeError(f"bot game {record['game']} has {len(lines)} xlogfile lines in {folder}, expected 1: "
+                               "games without an xlogfile line are invisible to nle.dataset")
+        line = lines[0]
+        record["death"] = str(line.get("death", ""))
+        record["points"] = int(line.get("points", 0))
+        record["turns"] = int(line["turns"])  # NetHack's count (see games/nethack_vec.py)
+        record["xlog_maxlvl"] = int(line.get("maxlvl", 0))
+        record["start"] = nh.game_start(folder / str(line["ttyrecname"]))
+    if len(records) != games:
+        raise RuntimeError(f"recorded {len(records)} games, expected {games}")
 
     card = _card(records, results, games=games, processes=len(workers), max_episode_steps=max_episode_steps,
-                 character=character, seed=seed, wall_s=wall_s, out_dir=out_dir)
+                 character=character, seed=seed, env_kind=env_kind, wall_s=wall_s, out_dir=out_dir)
     card["provenance"] = provenance()
     write_json(card, out_dir / "card.json")
-    log(f"NetHack bot: {games} games, {card['frames']} frames, mean score {card['expert_mean_return']:.0f}, "
-        f"mean max depth {card['mean_max_depth']:.2f}, {card['bytes'] / 1e6:.1f} MB, "
-        f"{card['steps_per_s_per_process']:.0f} steps/s per process")
+    log(f"NetHack bot ({env_kind}): {games} games, {card['frames']} frames, mean score "
+        f"{card['expert_mean_return']:.0f}, mean max depth {card['mean_max_depth']:.2f}, "
+        f"{card['bytes'] / 1e6:.1f} MB, {card['steps_per_s_per_process']:.0f} steps/s per process")
     return card
 
 
-def _card(records, results, *, games, processes, max_episode_steps, character, seed, wall_s, out_dir) -> dict:
+def _card(records, results, *, games, processes, max_episode_steps, character, seed, env_kind, wall_s, out_dir
+          ) -> dict:
     scores = np.array([r["score"] for r in records], dtype=np.float64)
     depths = [r["max_depth"] for r in records]
     action_counts = np.sum([results[w]["action_counts"] for w in results], axis=0)
@@ -951,7 +972,9 @@ def _card(records, results, *, games, processes, max_episode_steps, character, s
     size = sum(p.stat().st_size for p in recording)
     return {
         "game": "NetHack",
-        "env_id": nh.ENV_ID,
+        "env": env_kind,
+        "env_id": nh.SEEDED_ENV_ID if env_kind == "seeded" else nh.ENV_ID,
+        "clock": nh.CLOCK_MODES[env_kind],
         "character": character,
         "games": games,
         "frames": frames,
@@ -983,5 +1006,13 @@ def _card(records, results, *, games, processes, max_episode_steps, character, s
         "steps_per_s_per_process": float(np.mean([results[w]["steps"] / max(results[w]["seconds"], 1e-9)
                                                   for w in results])),
         "wall_s": wall_s,
+        # NetHack's seeds as NLE reported them at each game's start: in `seeded` they are
+        # game_seeds_of(seed, "bot", game) and replay the game; in `challenge` they only identify it.
         "seeds": [r["seeds"] for r in records],
+        # Per game, from its ttyrec: NLE's reset keys (recorded frames that are not the bot's)
+        # and what NetHack announced at the start (moon phase, Friday the 13th).
+        "reset_keys": [r["start"]["reset_keys"] for r in records],
+        "start_announcements": {name: sum(r["start"][name] for r in records)
+                                for name in ("full_moon", "new_moon", "friday_13th")},
+        "game_starts": [r["start"] for r in records],
     }
