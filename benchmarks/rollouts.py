@@ -113,7 +113,7 @@ def nethack(args) -> None:
     bound = peak / flops
     print(f"\n== NetHack: reduced encoders, LSTM h={args.nethack_width} ({model.num_params():,} params), "
           f"{flops / 1e6:.2f} MFLOP forward per step, torch threads {torch.get_num_threads()}, "
-          f"{args.nethack_max_steps} steps per game at most ==")
+          f"{args.nethack_max_steps} steps per game at most, {args.nethack_env} environment ==")
     print(f"fp32 matmul peak (2048^2): {peak / 1e9:.1f} GFLOP/s -> policy-bound roofline {bound:,.0f} steps/s")
     for setting in args.nethack_settings:
         envs, processes = (int(x) for x in setting.split("x"))
@@ -128,11 +128,12 @@ def nethack(args) -> None:
         rates = {}
         for name, policy in (("raw env", NoPolicy()), ("policy", model)):
             played = play_games(policy, envs, envs=envs, processes=processes, max_episode_steps=args.nethack_max_steps,
-                                generator=torch.Generator().manual_seed(0), log=lambda *_: None)
+                                kind=args.nethack_env, seed=0, log=lambda *_: None)
             rates[name] = (played.env_steps / played.play_s, played.env_steps / played.wall_s,
                            played.setup_s, played.env_steps)
         (raw, raw_e2e, raw_setup, raw_steps), (policy, policy_e2e, setup, steps) = rates["raw env"], rates["policy"]
-        where = "in this process" if processes == 1 else f"in {processes} worker processes"
+        in_process = processes == 1 and args.nethack_env == "challenge"  # seeded games run on the pinned clock
+        where = "in this process" if in_process else f"in {processes} worker process(es)"
         print(f"{envs} games {where}: raw env (random actions, same loop) {raw:,.0f} steps/s stepping, "
               f"{raw_e2e:,.0f} end to end ({raw_steps} steps; startup {raw_setup:.1f} s); policy {policy:,.0f} "
               f"steps/s stepping ({steps} steps), {policy_e2e:,.0f} end to end (startup {setup:.1f} s) = "
@@ -158,6 +159,8 @@ def main() -> None:
     parser.add_argument("--nethack-settings", nargs="+", default=["16x1", "16x2", "32x1", "32x2"],
                         help="ENVSxPROCESSES: games played at once (one each) and worker processes")
     parser.add_argument("--nethack-max-steps", type=int, default=200)
+    parser.add_argument("--nethack-env", choices=["seeded", "challenge"], default="seeded",
+                        help="seeded games always run in workers started on the pinned clock")
     parser.add_argument("--skip", nargs="*", default=[], choices=["atari", "nethack"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -59,6 +59,8 @@ def _broken(mutate):
         (lambda c: c["atari"]["bc"].update(max_grad_norm=0), "atari.bc.max_grad_norm"),
         (lambda c: c["atari"]["demonstrations"].update(heldout_fraction=1.5), "atari.demonstrations.heldout_fraction"),
         (lambda c: c["atari"]["sweep"]["grid"].update({"1e9": [1, 99]}), "atari.sweep.grid.1e9"),
+        (lambda c: c["nethack"]["evaluation"].update(env="NetHackChallenge-v0"), "nethack.evaluation.env"),
+        (lambda c: c["nethack"]["bot"].update(env="unseeded"), "nethack.bot.env"),
     ],
 )
 def test_bad_config_names_the_key(mutate, key):
@@ -70,6 +72,15 @@ def test_defaults_are_filled_in():
     config = validate_config(_broken(lambda c: c.pop("fit")))
     assert config["fit"]["exclude_edge_budgets"] is False and config["fit"]["min_sizes_per_budget"] == 3
     assert config["fit"]["bootstrap"] == 1000 and config["fit"]["negative_returns"] == "exclude"
+
+
+def test_nethack_games_are_seeded_unless_a_config_asks_for_the_challenge():
+    unset = validate_config(_broken(lambda c: [c["nethack"][part].pop("env") for part in ("bot", "evaluation")]))
+    assert unset["nethack"]["bot"]["env"] == unset["nethack"]["evaluation"]["env"] == "seeded"
+    for name in ("config.yaml", "configs/smoke.yaml"):
+        config = validate_config(load(name))
+        assert config["nethack"]["bot"]["env"] == config["nethack"]["evaluation"]["env"] == "seeded"
+    assert validate_config(load("configs/paper-nethack.yaml"))["nethack"]["evaluation"]["env"] == "challenge"
 
 
 def test_proposed_grid_centres_on_the_expected_optimum():

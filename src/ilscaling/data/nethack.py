@@ -277,5 +277,9 @@ def dataset_card(split: dict, bot_card: dict | None, out_path: str | Path) -> di
     if bot_card:
         card["expert"] = bot_card
         card["expert_mean_return"] = bot_card.get("expert_mean_return")
+        # How the games were made: the environment, its clock, and what NetHack announced at the
+        # games' starts (the whole per-game record is in card["expert"]).
+        for key in ("env", "clock", "start_announcements"):
+            card[key] = bot_card.get(key)
     write_json(card, out_path)
     return card

@@ -172,12 +172,20 @@ def clock_context(kind: str):
     return pinned_clock() if kind == "seeded" else contextlib.nullcontext()
 
 
+# Every NetHack random stream of a study, by purpose: the dungeons of the bot's games and of the
+# evaluation games (different dungeons), and the bot's own choices.
+SEED_STREAMS = {"bot": 0, "evaluation": 1, "bot_choices": 2}
+
+
 def game_seeds_of(seed: int, stream: str, index: int) -> tuple[int, int]:
-    """NetHack's (core, disp) seeds of game `index` of `stream` ("bot" or "evaluation") of a study
-    seed: the bot's games and the evaluation games are different dungeons."""
-    streams = {"bot": 0, "evaluation": 1}
-    core, disp = np.random.SeedSequence([seed, streams[stream], index]).generate_state(2, dtype=np.uint64)
+    """NetHack's (core, disp) seeds of game `index` of `stream` ("bot" or "evaluation") of a study seed."""
+    core, disp = np.random.SeedSequence([seed, SEED_STREAMS[stream], index]).generate_state(2, dtype=np.uint64)
     return int(core >> np.uint64(1)), int(disp >> np.uint64(1))  # NetHack reads them as signed 64-bit
+
+
+def bot_generator(seed: int, index: int) -> np.random.Generator:
+    """The generator of the bot's own choices in its game `index`."""
+    return np.random.default_rng([seed, SEED_STREAMS["bot_choices"], index])
 
 
 def make_env(kind: str, character: str = CHARACTER, max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,

@@ -848,7 +848,7 @@ def _record_worker(worker: int, out_dir: str, game_indices: list[int], max_episo
             env = nh.make_env(env_kind, character=character, max_episode_steps=max_episode_steps,
                               savedir=Path(out_dir) / game_folder(index), observation_keys=BOT_OBSERVATION_KEYS)
             try:
-                bot.rng = np.random.default_rng([seed, index])
+                bot.rng = nh.bot_generator(seed, index)
                 seeds = nh.game_seeds_of(seed, "bot", index) if env_kind == "seeded" else None
                 record = play_game(env, bot, action_counts, seeds)
             finally:
