@@ -63,10 +63,11 @@ def test_evaluation_records_each_game(tmp_path, split_file):
     assert len(result["episode_returns"]) == len(result["max_depths"]) == len(result["deaths"]) == 3
     assert all(d >= 1 for d in result["max_depths"]) and all(length <= 40 for length in result["episode_lengths"])
     assert result["return"] == pytest.approx(np.mean(result["episode_returns"]))
-    # Score and depth come from the frames (NLE zeroes blstats at death), turns from NetHack's own
-    # record of each game, which agrees on the deepest level: each game is matched to its line.
+    # The score comes from the frames (NLE zeroes blstats at death), turns and depth from NetHack's
+    # own record of each game, matched to it by its ttyrec: environment 0 played games 0 and 1.
     for turns, depth, line in zip(result["turns"], result["max_depths"], result["xlogfile"]):
         assert turns == line["turns"] and depth == line["maxlvl"]
+    assert [line["ttyrecname"].split(".")[-3] for line in result["xlogfile"]] == ["0", "1", "0"]
     # Every game was kept and ended properly: one xlogfile line each.
     assert len(list((tmp_path / "ttyrecs").glob("*/*.ttyrec*"))) == 3
     # Seeded games: their seeds are recorded, and NetHack started each game from them.
@@ -109,6 +110,7 @@ def test_play_games_plays_each_quota_in_or_out_of_process(tmp_path, processes, k
     assert len(list(tmp_path.glob("env0000/*.ttyrec*"))) == 2 and len(list(tmp_path.glob("env0001/*.ttyrec*"))) == 1
     for turns, depth, line in zip(played.turns, played.max_depths, played.xlogfile):
         assert depth == line["maxlvl"] and turns == line["turns"]
+    assert [line["ttyrecname"].split(".")[-3] for line in played.xlogfile] == ["0", "1", "0"]  # NLE's episodes
     assert len(played.starts) == 3 and set(played.starts[0]) == {"full_moon", "new_moon", "friday_13th"}
 
 

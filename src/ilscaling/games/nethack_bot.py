@@ -944,8 +944,8 @@ def record_bot_games(out_dir, *, games: int, processes: int, max_episode_steps: 
         line = lines[0]
         record["death"] = str(line.get("death", ""))
         record["points"] = int(line.get("points", 0))
-        record["turns"] = int(line["turns"])  # NetHack's count (see games/nethack_vec.py)
-        record["xlog_maxlvl"] = int(line.get("maxlvl", 0))
+        record["turns"] = int(line["turns"])  # NetHack's counts (see games/nethack_vec.py)
+        record["max_depth"] = int(line["maxlvl"])
         record["start"] = nh.game_start(folder / str(line["ttyrecname"]))
     if len(records) != games:
         raise RuntimeError(f"recorded {len(records)} games, expected {games}")

@@ -285,12 +285,17 @@ def play_games(model: torch.nn.Module, games: int, *, envs: int, processes: int,
         lines = nh.xlogfile_games(folder)
         if len(lines) != len(per_env[i]):
             raise RuntimeError(f"environment {i} played {len(per_env[i])} games but its xlogfile has {len(lines)}")
-        for record, line in zip(per_env[i], lines):
+        for episode, (record, line) in enumerate(zip(per_env[i], lines)):
+            if not str(line.get("ttyrecname", "")).endswith(f".{episode}.ttyrec3.bz2"):
+                raise RuntimeError(f"environment {i}'s game {episode} does not match its xlogfile line "
+                                   f"({line.get('ttyrecname')!r})")
             record["death"] = line.get("death", "")
-            # NetHack's own count: the last live frame misses turns spent in a command still running
-            # at death or at the quit that ends a truncated game (a count, a search, helplessness).
+            # NetHack's own counts: the last live frame misses turns spent in a command still running
+            # at death or at the quit that ends a truncated game (a count, a search, helplessness),
+            # and a level entered on the last step (NLE zeroes the bottom line at death).
             record["turns"] = int(line["turns"])
-            record["xlogfile"] = {key: line.get(key) for key in ("points", "turns", "maxlvl", "deathlev")}
+            record["max_depth"] = int(line["maxlvl"])
+            record["xlogfile"] = {key: line.get(key) for key in ("points", "turns", "maxlvl", "deathlev", "ttyrecname")}
             start = nh.game_start(folder / str(line["ttyrecname"]))
             record["start"] = {name: start[name] for name in ("full_moon", "new_moon", "friday_13th")}
     for record in sorted(records, key=lambda r: r["game"]):
