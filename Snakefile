@@ -1,5 +1,9 @@
 # ilscaling: scaling laws for imitation learning (Tuyls et al. 2023) as one workflow.
-configfile: "config.yaml"
+# config.yaml is the default study. A study given with --configfile replaces it whole (Snakemake
+# alone would merge the two); --config key=value merges into either (README: Configuration).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

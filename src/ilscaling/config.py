@@ -41,10 +41,51 @@ def _fill_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+def _typed(text: str):
+    """A text as the value it spells (an integer, a number, true/false, null, a list or a mapping),
+    else the text itself."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _read_by_schema_types(config: dict, validator) -> None:
+    """Texts where the schema declares another type, read as that type, in place.
+
+    Snakemake hands a nested `--config` value over as texts ("resources={max_runtime: 2880}" gives
+    {"max_runtime": "2880"}); a value the schema accepts as text (a budget label) stays text.
+    """
+    for _ in range(1000):  # each pass fixes at least one value, and a config has finitely many
+        fixed = False
+        for error in validator.iter_errors(config):
+            if error.validator != "type" or not isinstance(error.instance, str) or not error.absolute_path:
+                continue
+            value = _typed(error.instance)
+            if isinstance(value, str):
+                continue
+            *parents, last = error.absolute_path
+            target = config
+            for part in parents:
+                target = target[part]
+            target[last] = value
+            fixed = True
+        if not fixed:
+            return
+
+
 def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
-    """Validate (and fill defaults into) `config` in place; raise ConfigError naming every bad key."""
+    """Validate (and fill defaults into) `config` in place; raise ConfigError naming every bad key.
+
+    Texts are first read as the types the schema declares (a `--config` override's values)."""
     schema = yaml.safe_load(schema_path.read_text())
     validator = _fill_defaults(jsonschema.Draft202012Validator)(schema)
+    _read_by_schema_types(config, validator)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
