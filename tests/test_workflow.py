@@ -26,6 +26,30 @@ def test_smoke_study_end_to_end(tmp_path):
     # A finished study is up to date: nothing left to run.
     dry = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+    check_speed_settings_rerun_nothing(tmp_path)
+
+
+# Settings that change how fast jobs run (or what they keep), never what they compute.
+SPEED_SETTINGS = [
+    "atari={bc: {threads: 2, resume_every_s: 30, device: cpu, compile: true, channels_last: false, "
+    "batched: {max_models: 2, vectorize: loop}}, evaluation: {threads: 2, device: cpu}, expert: {threads: 2}}",
+    "nethack={bc: {threads: 2, resume_every_s: 30, device: cpu}, bot: {processes: 1}, "
+    "evaluation: {threads: 2, processes: 2, envs: 1, device: cpu, keep_ttyrecs: true}}",
+]
+
+
+def check_speed_settings_rerun_nothing(workdir):
+    """On a finished smoke study: a speed setting plans nothing; a new seed plans only its own runs,
+    their evaluations and what gathers them; a result setting (the learning rate) reruns its runs."""
+    smoke = str(ROOT / "configs/smoke.yaml")
+    for setting in SPEED_SETTINGS:
+        dry = snakemake(workdir, "--configfile", smoke, "-n", "--config", setting)
+        assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, (setting, dry.stdout[-3000:])
+    seeds = snakemake(workdir, "--configfile", smoke, "-n", "-p", "--config", "atari={bc: {seeds: [0, 1]}}")
+    trained = [line for line in seeds.stdout.splitlines() if " train-bc " in line]
+    assert len(trained) == 3 and all("--seed 1 " in line for line in trained), seeds.stdout[-3000:]
+    lr = snakemake(workdir, "--configfile", smoke, "-n", "--quiet", "rules", "--config", "nethack={bc: {lr: 0.002}}")
+    assert "train_nethack_bc" in lr.stdout and "train_bc " not in lr.stdout, lr.stdout[-3000:]
 
 
 def test_bad_config_fails_before_any_job(tmp_path):

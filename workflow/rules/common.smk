@@ -109,11 +109,40 @@ def grad_clip_flag(bc):
     return "" if bc.get("max_grad_norm") is None else f"--max-grad-norm {bc['max_grad_norm']}"
 
 
-def atari_trainer_flags():
-    """The trainer options of atari.bc as flags (train_bc and the batched groups)."""
-    bc = ATARI["bc"]
-    switches = [f"--{'' if bc[key] else 'no-'}{key.replace('_', '-')}" for key in ("channels_last", "compile")]
-    return " ".join([*switches, grad_clip_flag(bc)]).strip()
+class SpeedFlags(str):
+    """Command-line flags that set how fast a job runs or what it keeps on the side, never what it
+    computes: device, resume interval, compilation, worker processes, games played at once.
+
+    Snakemake reruns a job whose params changed, comparing their repr; this repr leaves the values
+    out, so changing a speed flag on a finished study reruns nothing (tests/test_workflow.py).
+    Threads need no such care: the `threads:` directive is not compared.
+    """
+
+    def __repr__(self):
+        return "SpeedFlags()"
+
+
+def training_speed(section):
+    """A family's training speed flags (atari or nethack section; train_bc, the batched groups, the forecast agent)."""
+    bc = section["bc"]
+    switches = [f"--{'' if bc[key] else 'no-'}{key.replace('_', '-')}" for key in ("channels_last", "compile") if key in bc]
+    return SpeedFlags(" ".join([f"--resume-every-s {bc['resume_every_s']} --device {bc['device']}", *switches]))
+
+
+def evaluation_speed(section):
+    """A family's evaluation speed flags: the device, and for NetHack the workers, the games played
+    at once (seeded games do not depend on either) and where the games' ttyrecs are kept."""
+    evaluation = section["evaluation"]
+    flags = f"--device {evaluation['device']}"
+    if section is NH:  # torch's threads; the job's threads also cover the worker processes
+        flags += (f" --threads {evaluation['threads']} --processes {evaluation['processes']}"
+                  + (f" --envs {evaluation['envs']}" if evaluation["envs"] else ""))
+    return SpeedFlags(flags)
+
+
+def ttyrec_flag(folder):
+    """--ttyrec-dir `folder` when nethack.evaluation.keep_ttyrecs (a speed flag: what is kept, not what is computed)."""
+    return SpeedFlags(f"--ttyrec-dir {folder}" if NH["evaluation"]["keep_ttyrecs"] else "")
 
 
 # atari.bc.batched: the Atari runs trained in groups of one width, one process per group

@@ -65,18 +65,20 @@ rule record_nethack_bot:
     benchmark:
         RES + "/benchmarks/NetHack/record_nethack_bot.tsv"
     params:
-        bot=NH.get("bot"),
+        games=NH["bot"]["games"] if NH else None,
+        max_episode_steps=NH["bot"]["max_episode_steps"] if NH else None,
+        env=NH["bot"]["env"] if NH else None,
         character=NH.get("character"),
         seed=config["seed"],
-    threads: NH["bot"]["processes"] if NH else 1
+    threads: NH["bot"]["processes"] if NH else 1  # the games do not depend on it
     resources:
         mem_mb=lambda wc, threads: 1000 + 500 * threads,
     conda:
         CONDA_ENV
     shell:
-        "{ILSCALING} record-nethack --out-dir {output.ttyrecs} --games {params.bot[games]} --processes {threads} "
-        "--max-episode-steps {params.bot[max_episode_steps]} --character {params.character} "
-        "--seed {params.seed} --env {params.bot[env]} > {log} 2>&1"
+        "{ILSCALING} record-nethack --out-dir {output.ttyrecs} --games {params.games} --processes {threads} "
+        "--max-episode-steps {params.max_episode_steps} --character {params.character} "
+        "--seed {params.seed} --env {params.env} > {log} 2>&1"
 
 
 rule build_nethack_dataset:

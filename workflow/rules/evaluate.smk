@@ -12,7 +12,9 @@ rule evaluate_checkpoint:
     benchmark:
         RES + "/benchmarks/{game}/evaluate/w{width}-s{seed}-c{budget}.tsv"
     params:
-        evaluation=ATARI.get("evaluation"),
+        episodes=ATARI["evaluation"]["episodes"] if ATARI else None,
+        max_episode_steps=ATARI["evaluation"]["max_episode_steps"] if ATARI else None,
+        speed=lambda wc: evaluation_speed(ATARI),
         seed=config["seed"],
     threads: ATARI["evaluation"]["threads"] if ATARI else 1
     resources:
@@ -23,9 +25,8 @@ rule evaluate_checkpoint:
         CONDA_ENV
     shell:
         "{ILSCALING} evaluate --checkpoint {input.run}/c{wildcards.budget}.pt --heldout {input.heldout} "
-        "--out {output} --episodes {params.evaluation[episodes]} --seed {params.seed} "
-        "--max-episode-steps {params.evaluation[max_episode_steps]} --threads {threads} "
-        "--device {params.evaluation[device]} > {log} 2>&1"
+        "--out {output} --episodes {params.episodes} --seed {params.seed} "
+        "--max-episode-steps {params.max_episode_steps} --threads {threads} {params.speed} > {log} 2>&1"
 
 
 rule evaluate_nethack_checkpoint:
@@ -39,13 +40,11 @@ rule evaluate_nethack_checkpoint:
     benchmark:
         RES + "/benchmarks/NetHack/evaluate/w{width}-s{seed}-c{budget}.tsv"
     params:
-        evaluation=NH.get("evaluation"),
-        envs=lambda wc: f"--envs {NH['evaluation']['envs']}" if NH["evaluation"]["envs"] else "",
-        ttyrecs=lambda wc: (
-            f"--ttyrec-dir {NH_DIR}/eval-ttyrecs/w{wc.width}-s{wc.seed}-c{wc.budget}"
-            if NH["evaluation"]["keep_ttyrecs"]
-            else ""
-        ),
+        episodes=NH["evaluation"]["episodes"] if NH else None,
+        max_episode_steps=NH["evaluation"]["max_episode_steps"] if NH else None,
+        env=NH["evaluation"]["env"] if NH else None,
+        speed=lambda wc: evaluation_speed(NH),
+        ttyrecs=lambda wc: ttyrec_flag(f"{NH_DIR}/eval-ttyrecs/w{wc.width}-s{wc.seed}-c{wc.budget}"),
         seed=config["seed"],
     threads: max(NH["evaluation"]["processes"], NH["evaluation"]["threads"]) if NH else 1
     resources:
@@ -56,10 +55,8 @@ rule evaluate_nethack_checkpoint:
         CONDA_ENV
     shell:
         "{ILSCALING} evaluate --checkpoint {input.run}/c{wildcards.budget}.pt --heldout {input.split} "
-        "--out {output} --episodes {params.evaluation[episodes]} --seed {params.seed} {params.envs} "
-        "--processes {params.evaluation[processes]} --threads {params.evaluation[threads]} {params.ttyrecs} "
-        "--max-episode-steps {params.evaluation[max_episode_steps]} --device {params.evaluation[device]} "
-        "--env {params.evaluation[env]} > {log} 2>&1"
+        "--out {output} --episodes {params.episodes} --seed {params.seed} --env {params.env} "
+        "--max-episode-steps {params.max_episode_steps} {params.speed} {params.ttyrecs} > {log} 2>&1"
 
 
 rule gather_results:

@@ -24,22 +24,24 @@ def heldout_data(wildcards):
     return NH_DIR + "/data/split.json" if wildcards.game == NETHACK else f"{RES}/atari/{wildcards.game}/demos/heldout.npz"
 
 
+def family_section(game):
+    return NH if game == NETHACK else ATARI
+
+
 def forecast_model_flags(wildcards):
     """The trainer's model and optimiser flags of the game's family (as train_bc / train_nethack_bc)."""
+    bc = family_section(wildcards.game)["bc"]
     if wildcards.game == NETHACK:
-        bc, model = NH["bc"], NH["model"]
-        family_flags = (f"--num-actions 121 --unroll {bc['unroll']} --core {model['core']} --variant {model['variant']} "
-                        f"{grad_clip_flag(bc)}")
+        model = NH["model"]
+        family_flags = f"--num-actions 121 --unroll {bc['unroll']} --core {model['core']} --variant {model['variant']}"
     else:
-        bc = ATARI["bc"]
-        family_flags = f"--num-actions {num_actions(wildcards.game)} {atari_trainer_flags()}"
-    seed = bc["seeds"][0]
-    return (f"{family_flags} --seed {seed} --lr {bc['lr']} --batch-size {bc['batch_size']} "
-            f"--resume-every-s {bc['resume_every_s']} --device {bc['device']}")
+        family_flags = f"--num-actions {num_actions(wildcards.game)}"
+    return (f"{family_flags} {grad_clip_flag(bc)} --seed {bc['seeds'][0]} --lr {bc['lr']} "
+            f"--batch-size {bc['batch_size']}")
 
 
 def forecast_threads(game, stage):
-    section = NH if game == NETHACK else ATARI
+    section = family_section(game)
     if stage == "train":
         return section["bc"]["threads"]
     evaluation = section["evaluation"]
@@ -48,16 +50,17 @@ def forecast_threads(game, stage):
 
 def forecast_eval_flags(wildcards):
     """The sweep's evaluation flags of the game's family, with the forecast's number of games."""
-    flags = f"--episodes {forecast_episodes(config, wildcards.game)} --seed {config['seed']}"
+    evaluation = family_section(wildcards.game)["evaluation"]
+    flags = (f"--episodes {forecast_episodes(config, wildcards.game)} --seed {config['seed']} "
+             f"--max-episode-steps {evaluation['max_episode_steps']}")
+    return flags + (f" --env {evaluation['env']}" if wildcards.game == NETHACK else "")
+
+
+def forecast_eval_speed(wildcards):
+    """The sweep's evaluation speed flags of the game's family (common.smk: SpeedFlags)."""
     if wildcards.game == NETHACK:
-        evaluation = NH["evaluation"]
-        flags += f" --processes {evaluation['processes']} --env {evaluation['env']}"
-        flags += f" --envs {evaluation['envs']}" if evaluation["envs"] else ""
-        flags += f" --ttyrec-dir {RES}/forecast/NetHack/eval-ttyrecs" if evaluation["keep_ttyrecs"] else ""
-    else:
-        evaluation = ATARI["evaluation"]
-    return flags + (f" --threads {evaluation['threads']} --max-episode-steps {evaluation['max_episode_steps']}"
-                    f" --device {evaluation['device']}")
+        return SpeedFlags(f"{evaluation_speed(NH)} {ttyrec_flag(RES + '/forecast/NetHack/eval-ttyrecs')}")
+    return SpeedFlags(f"{evaluation_speed(ATARI)} --threads {ATARI['evaluation']['threads']}")
 
 
 def forecast_outputs():
@@ -101,6 +104,7 @@ rule train_forecast_agent:
         RES + "/benchmarks/{game}/forecast/train_forecast_agent.tsv"
     params:
         flags=forecast_model_flags,
+        speed=lambda wc: training_speed(family_section(wc.game)),
         work_dir=FORECAST_DIR + "/unfinished",
     threads: lambda wc: forecast_threads(wc.game, "train")
     resources:
@@ -110,7 +114,7 @@ rule train_forecast_agent:
     conda:
         CONDA_ENV
     shell:
-        "{ILSCALING} train-forecast --forecast {input.forecast} {params.flags} --num-threads {threads} "
+        "{ILSCALING} train-forecast --forecast {input.forecast} {params.flags} --num-threads {threads} {params.speed} "
         "--train {input.train} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
 
 
@@ -127,6 +131,7 @@ rule evaluate_forecast_agent:
     params:
         checkpoint=lambda wc, input: f"{input.run}/c{forecast_label(wc.game)}.pt",
         flags=forecast_eval_flags,
+        speed=forecast_eval_speed,
     threads: lambda wc: forecast_threads(wc.game, "evaluate")
     resources:
         runtime=requested(forecast_evaluation_request, "runtime"),
@@ -136,7 +141,7 @@ rule evaluate_forecast_agent:
         CONDA_ENV
     shell:
         "{ILSCALING} evaluate --checkpoint {params.checkpoint} --heldout {input.heldout} --out {output} "
-        "{params.flags} > {log} 2>&1"
+        "{params.flags} {params.speed} > {log} 2>&1"
 
 
 rule forecast_verdict:

@@ -15,8 +15,10 @@ rule train_bc:
     params:
         budgets=lambda wc: " ".join(budget_label(b) for b in run_of(wc, wc.game).budgets),
         num_actions=lambda wc: num_actions(wc.game),
-        bc=ATARI.get("bc"),
-        options=atari_trainer_flags() if ATARI else "",
+        lr=ATARI["bc"]["lr"] if ATARI else None,
+        batch_size=ATARI["bc"]["batch_size"] if ATARI else None,
+        clip=grad_clip_flag(ATARI["bc"]) if ATARI else "",
+        speed=lambda wc: training_speed(ATARI),
         work_dir=RES + "/atari/{game}/unfinished/w{width}-s{seed}",
     threads: ATARI["bc"]["threads"] if ATARI else 1
     resources:
@@ -27,9 +29,8 @@ rule train_bc:
         CONDA_ENV
     shell:
         "{ILSCALING} train-bc --game {wildcards.game} --width {wildcards.width} --seed {wildcards.seed} "
-        "--budgets {params.budgets} --num-actions {params.num_actions} --lr {params.bc[lr]} "
-        "--batch-size {params.bc[batch_size]} --num-threads {threads} "
-        "--resume-every-s {params.bc[resume_every_s]} --device {params.bc[device]} {params.options} "
+        "--budgets {params.budgets} --num-actions {params.num_actions} --lr {params.lr} "
+        "--batch-size {params.batch_size} {params.clip} --num-threads {threads} {params.speed} "
         "--train {input.train} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
 
 
@@ -51,9 +52,12 @@ for group in BATCHED_GROUPS:
             f"{RES}/benchmarks/batched/train_bc/{group.name}.tsv"
         params:
             width=group.width,
-            members=batched_members(group),
-            bc=ATARI.get("bc"),
-            options=atari_trainer_flags(),
+            # Which runs share a process (batched.max_models) sets the speed, not the runs' results.
+            members=SpeedFlags(batched_members(group)),
+            lr=ATARI["bc"]["lr"],
+            batch_size=ATARI["bc"]["batch_size"],
+            clip=grad_clip_flag(ATARI["bc"]),
+            speed=SpeedFlags(f"--vectorize {ATARI['bc']['batched']['vectorize']} {training_speed(ATARI)}"),
             work_dir=f"{RES}/atari/batched/unfinished/{group.name}",
         threads: ATARI["bc"]["threads"]
         resources:
@@ -62,9 +66,8 @@ for group in BATCHED_GROUPS:
             CONDA_ENV
         shell:
             "{ILSCALING} train-bc-batched --width {params.width} --members '{params.members}' "
-            "--vectorize {params.bc[batched][vectorize]} --lr {params.bc[lr]} --batch-size {params.bc[batch_size]} "
-            "--num-threads {threads} --resume-every-s {params.bc[resume_every_s]} --device {params.bc[device]} "
-            "{params.options} --work-dir {params.work_dir} > {log} 2>&1"
+            "--lr {params.lr} --batch-size {params.batch_size} {params.clip} --num-threads {threads} "
+            "{params.speed} --work-dir {params.work_dir} > {log} 2>&1"
 
     workflow.ruleorder(f"train_bc_batched_{group.name.replace('-', '_')}", "train_bc")
 
@@ -80,9 +83,12 @@ rule train_nethack_bc:
         RES + "/benchmarks/NetHack/train_bc/w{width}-s{seed}.tsv"
     params:
         budgets=lambda wc: " ".join(budget_label(b) for b in run_of(wc, NETHACK).budgets),
-        bc=NH.get("bc"),
+        lr=NH["bc"]["lr"] if NH else None,
+        batch_size=NH["bc"]["batch_size"] if NH else None,
+        unroll=NH["bc"]["unroll"] if NH else None,
         model=NH.get("model"),
-        options=grad_clip_flag(NH["bc"]) if NH else "",
+        clip=grad_clip_flag(NH["bc"]) if NH else "",
+        speed=lambda wc: training_speed(NH),
         work_dir=NH_DIR + "/unfinished/w{width}-s{seed}",
     threads: NH["bc"]["threads"] if NH else 1
     resources:
@@ -93,7 +99,7 @@ rule train_nethack_bc:
         CONDA_ENV
     shell:
         "{ILSCALING} train-bc --game NetHack --width {wildcards.width} --seed {wildcards.seed} "
-        "--budgets {params.budgets} --num-actions 121 --lr {params.bc[lr]} --batch-size {params.bc[batch_size]} "
-        "--unroll {params.bc[unroll]} --core {params.model[core]} --variant {params.model[variant]} "
-        "--num-threads {threads} --resume-every-s {params.bc[resume_every_s]} --device {params.bc[device]} "
-        "{params.options} --train {input.split} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
+        "--budgets {params.budgets} --num-actions 121 --lr {params.lr} --batch-size {params.batch_size} "
+        "--unroll {params.unroll} --core {params.model[core]} --variant {params.model[variant]} {params.clip} "
+        "--num-threads {threads} {params.speed} --train {input.split} --out-dir {output.run} "
+        "--work-dir {params.work_dir} > {log} 2>&1"
