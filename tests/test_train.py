@@ -36,11 +36,73 @@ def test_checkpoints_at_budget_crossings(tmp_path, train_file, demos):
         assert checkpoint["config"]["width"] == 2 and "versions" in checkpoint["provenance"]
         assert checkpoint["epochs"] == pytest.approx(checkpoint["samples"] / len(demos))
     assert len(list((tmp_path / "run").glob("c*.pt"))) == 3  # one per budget; the run stopped at the largest
-    assert not (tmp_path / "work").exists()  # the finished run left no work folder
+    # The work folder keeps the finished run (links to the same files), not its resume state.
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert all((tmp_path / "work" / p.name).samefile(p) for p in (tmp_path / "run").iterdir())
 
 
 def test_resumed_run_is_bitwise_identical(tmp_path, train_file):
     check_resume_is_bitwise(_args(), train_file, tmp_path, signal.SIGTERM)
+
+
+def test_ctrl_c_writes_the_resume_state(tmp_path, train_file):
+    check_resume_is_bitwise(_args(), train_file, tmp_path, signal.SIGINT)
+
+
+def test_a_finished_run_is_restored_not_retrained(tmp_path, train_file):
+    """Snakemake interrupted while the job finished marks it incomplete; --rerun-incomplete deletes
+    the output folder and runs the job again: the finished run comes back without a step."""
+    import shutil
+
+    first = train_bc(_args(), train_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    shutil.rmtree(tmp_path / "run")
+    logged = []
+    again = train_bc(_args(num_threads=2), train_file, tmp_path / "run", tmp_path / "work", log=logged.append)
+    assert again == first and any("finished" in line for line in logged)
+    assert not any(line.startswith("step ") or line.startswith("checkpoint") for line in logged)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    # Other results settings: the finished run is obsolete, and the run trains anew.
+    logged.clear()
+    train_bc(_args(lr=2e-3), train_file, tmp_path / "other", tmp_path / "work", log=logged.append)
+    assert any("other settings (lr: 0.001 -> 0.002)" in line for line in logged)
+    assert any(line.startswith("checkpoint") for line in logged)
+
+
+def test_a_kill_inside_finish_is_completed_by_the_next_try(tmp_path, train_file, monkeypatch):
+    import ilscaling.train as train
+
+    real_link, linked = train.link_into, []
+
+    def killed_after_one(source, target):
+        if linked:
+            raise KeyboardInterrupt("killed")  # as a SIGKILL would leave it, after one file
+        linked.append(target)
+        real_link(source, target)
+
+    monkeypatch.setattr(train, "link_into", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        train_bc(_args(), train_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
+    monkeypatch.setattr(train, "link_into", real_link)
+    assert not (tmp_path / "run" / "metrics.json").exists()  # nothing partial looks finished
+    records = train_bc(_args(), train_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
+    assert len(records) == 3 and (tmp_path / "run" / "metrics.json").exists()
+    assert len(list((tmp_path / "run").glob("c*.pt"))) == 3
+
+
+def test_a_resume_names_the_setting_that_differs_and_ignores_speed_settings(tmp_path, train_file):
+    def stop_after_first_checkpoint(message):
+        if message.startswith("checkpoint"):
+            signal.raise_signal(signal.SIGTERM)
+
+    with pytest.raises(SystemExit):
+        train_bc(_args(), train_file, tmp_path / "run", tmp_path / "work", log=stop_after_first_checkpoint)
+    with pytest.raises(ValueError, match=r"other settings \(batch_size: 16 -> 32\)"):
+        train_bc(_args(batch_size=32), train_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
+    logged = []
+    train_bc(_args(num_threads=2, resume_every_s=5.0, channels_last=False), train_file, tmp_path / "run",
+             tmp_path / "work", log=logged.append)
+    assert any(line.startswith("resumed from") for line in logged)
 
 
 def test_gradient_clipping_bounds_each_step(tmp_path, train_file):

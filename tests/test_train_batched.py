@@ -52,7 +52,8 @@ def test_batched_equals_solo(tmp_path, group, vectorize, max_grad_norm):
     group = [(dataclasses.replace(args, max_grad_norm=max_grad_norm), train) for args, train in group]
     batched = members(group, tmp_path / "batched")
     train_batched(batched, tmp_path / "batched" / "group", vectorize=vectorize, log=quiet)
-    assert not (tmp_path / "batched" / "group").exists() and not any(m.work_dir.exists() for m in batched)
+    assert not (tmp_path / "batched" / "group").exists()  # the group's resume state is gone
+    assert all(not (m.work_dir / "resume.pt").exists() and (m.work_dir / "metrics.json").exists() for m in batched)
     for member in batched:
         solo_dir = tmp_path / "solo" / member.out_dir.name
         train_bc(member.args, member.train, solo_dir, tmp_path / "solo-work" / member.out_dir.name, log=quiet)

@@ -4,9 +4,11 @@ The run trains with cross entropy and Adam and writes a checkpoint each time its
 training FLOPs (analytic, see flops.py) cross one of its budgets; it stops at the largest.
 Until the run completes, its checkpoints and a resume state live in a work folder outside the
 output folder (Snakemake clears the outputs of a failed job); the resume state is written
-periodically, at each budget and on SIGTERM/SIGUSR1 (what Slurm sends before preemption), so a
-rerun continues where the killed one stopped, with the same data order. At the end the
-checkpoints move into the output folder, which therefore only ever holds a finished run.
+periodically, at each budget and on SIGTERM/SIGUSR1 (what Slurm sends before preemption) or
+SIGINT (Ctrl-C), so a rerun continues where the killed one stopped, with the same data order.
+At the end the checkpoints are linked into the output folder, which therefore only ever holds a
+finished run, and the work folder keeps the finished run (links, no copies): a rerun of a
+finished job (Snakemake interrupted, then --rerun-incomplete) restores it instead of training.
 
 The loop is shared; what differs per game family is the `Task`: the model, the batches and the
 loss. Atari samples single frames; NetHack reads (B, T) sequences of whole games with the
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 
 from ilscaling.data.atari import Demonstrations, epoch_order
 from ilscaling.flops import budget_label
-from ilscaling.io import load_torch, provenance, save_torch, write_json
+from ilscaling.io import load_torch, provenance, read_json, save_torch, write_json
 from ilscaling.models import NETHACK, build_model
 
 
@@ -73,6 +75,23 @@ class BCArgs:
     """Atari: channels-last convolutions (faster on CPU and GPU; the checkpoint's weights are stored the same way)."""
     compile: bool = False
     """torch.compile the model (inductor): pays off only where the run is much longer than the compilation."""
+
+
+# BCArgs fields that set how fast a run goes, not what it computes: they may differ between a run
+# and its resume (or the rerun of a finished run).
+SPEED_FIELDS = frozenset({"num_threads", "device", "resume_every_s", "log_every", "compile", "channels_last",
+                          "vectorize"})
+
+
+def config_differences(saved, now, where: str = "") -> list[str]:
+    """The settings in which two run configurations differ, as "key: saved -> now" (speed fields
+    ignored), walking nested dicts and lists."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [difference for key in sorted(set(saved) | set(now), key=str) if key not in SPEED_FIELDS
+                for difference in config_differences(saved.get(key), now.get(key), f"{where}.{key}" if where else key)]
+    if isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now):
+        return [d for i, (a, b) in enumerate(zip(saved, now)) for d in config_differences(a, b, f"{where}[{i}]")]
+    return [] if saved == now else [f"{where}: {saved!r} -> {now!r}"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -291,18 +310,55 @@ class RunProgress:
         self.state = {**state, "loss_sum": state["loss_sum"].to(self.state["loss_sum"].device)}
 
     def finish(self, extra: dict | None = None) -> list[dict]:
-        """Move the checkpoints into the output folder, write metrics.json, drop the work folder."""
+        """Record the run as finished in its work folder, then give the output folder its files.
+
+        Each step can be killed and repeated: metrics.json is written to the work folder first
+        (the run is finished from then on), the resume state goes, and the checkpoints and
+        metrics.json are linked into the output folder, replacing whatever an earlier try left.
+        """
         state = self.state
         summary = {**self.meta, "checkpoints": state["checkpoints"],
                    "samples_per_s": state["samples"] / max(state["wall_s"], 1e-9),
                    "achieved_flops_per_s": state["flops"] / max(state["wall_s"], 1e-9), **(extra or {})}
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for budget in self.budgets:
-            name = f"c{budget_label(budget)}.pt"
-            os.replace(self.work_dir / name, self.out_dir / name)
-        write_json(summary, self.out_dir / "metrics.json")
-        shutil.rmtree(self.work_dir)
-        return state["checkpoints"]
+        write_json(summary, self.work_dir / FINISHED)
+        (self.work_dir / RESUME).unlink(missing_ok=True)  # the optimiser's state is not needed any more
+        return restore_finished(self.args, self.work_dir, self.out_dir, self.log)
+
+
+FINISHED, RESUME = "metrics.json", "resume.pt"  # in a run's work folder
+
+
+def restore_finished(args: BCArgs, work_dir, out_dir, log=print) -> list[dict] | None:
+    """The checkpoint records of a run that finished in `work_dir`, after linking its files into
+    `out_dir` (hard links, copies where the file system has none); None if it did not finish.
+
+    A finished run of other settings is obsolete (Snakemake reruns a job whose results settings
+    changed): its work folder is removed, and the run trains anew.
+    """
+    work_dir, out_dir = Path(work_dir), Path(out_dir)
+    if not (work_dir / FINISHED).is_file():
+        return None
+    summary = read_json(work_dir / FINISHED, "finished run's metrics")
+    if config_differences(summary["config"], dataclasses.asdict(args)):
+        log(f"{work_dir} holds a finished run of other settings "
+            f"({'; '.join(config_differences(summary['config'], dataclasses.asdict(args)))}): training anew")
+        shutil.rmtree(work_dir)
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in [f"c{budget_label(r['budget'])}.pt" for r in summary["checkpoints"]] + [FINISHED]:
+        link_into(work_dir / name, out_dir / name)
+    return summary["checkpoints"]
+
+
+def link_into(source: Path, target: Path) -> None:
+    """`target` becomes `source`'s file (a hard link, or a copy), replacing what was there, atomically."""
+    temporary = target.with_name(f".{target.name}.link")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:  # another file system, or none that links
+        shutil.copy2(source, temporary)
+    os.replace(temporary, target)
 
 
 class Preemptible:
@@ -318,12 +374,14 @@ class Preemptible:
         self.signal, self.last_write = None, time.perf_counter()
 
     def load(self) -> dict | None:
-        """The saved state, if a resume file of this configuration exists."""
+        """The saved state, if a resume file of this configuration exists (speed settings may differ)."""
         if not self.path.is_file():
             return None
         saved = load_torch(self.path, "resume file")
-        if saved["config"] != self.config:
-            raise ValueError(f"resume file {self.path} belongs to another configuration; delete it to restart")
+        differences = config_differences(saved["config"], self.config)
+        if differences:
+            raise ValueError(f"resume file {self.path} was written with other settings ({'; '.join(differences)}); "
+                             "set them back to resume, or delete the file to restart")
         return saved
 
     def write(self) -> None:
@@ -342,7 +400,8 @@ class Preemptible:
         def request_stop(signum, _frame):
             self.signal = signal.Signals(signum).name
 
-        self.previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+        # SIGINT too: Ctrl-C in a terminal reaches every process of the group, the trainers included.
+        self.previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
         return self
 
     def __exit__(self, *exc):
@@ -358,6 +417,10 @@ def train_bc(args: BCArgs, train_path: str | Path, out_dir: str | Path, work_dir
     `work_dir` keeps the resume state and the checkpoints while the run is unfinished.
     """
     sorted_budgets(args.budgets)
+    finished = restore_finished(args, work_dir, out_dir, log)
+    if finished is not None:
+        log(f"{work_dir} holds this run, finished: its checkpoints are back in {out_dir}")
+        return finished
     torch.set_num_threads(args.num_threads)
     device = resolve_device(args.device)
     rng = seed_everything(args.seed)
@@ -366,7 +429,7 @@ def train_bc(args: BCArgs, train_path: str | Path, out_dir: str | Path, work_dir
     step_model = compiled(model, args.compile)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     run = RunProgress(args, model, task.num_frames, device, out_dir, work_dir, log)
-    resume = Preemptible(Path(work_dir) / "resume.pt", dataclasses.asdict(args), lambda: {
+    resume = Preemptible(Path(work_dir) / RESUME, dataclasses.asdict(args), lambda: {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
         "state": run.state_dict(), "data": task.state_dict()}, args.resume_every_s, log)
     saved = resume.load()

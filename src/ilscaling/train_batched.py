@@ -33,7 +33,7 @@ from ilscaling.data.atari import Demonstrations
 from ilscaling.models import NETHACK
 from ilscaling.models.atari import WidthCNN
 from ilscaling.train import (AtariTask, BCArgs, Preemptible, RunProgress, autocast, compiled, resolve_device,
-                             seed_everything)
+                             restore_finished, seed_everything)
 
 HEAD = ("layers.7.weight", "layers.7.bias")  # the action head: rows padded to the group's largest action set
 SHARED = ("width", "lr", "batch_size", "num_threads", "device", "bf16", "resume_every_s", "log_every",
@@ -167,6 +167,10 @@ def train_batched(members: list[Member], work_dir: str | Path, vectorize: str = 
     """
     shared = check_group(members)
     work_dir = Path(work_dir)
+    restored = [restore_finished(m.args, m.work_dir, m.out_dir, log) for m in members]
+    if all(records is not None for records in restored):
+        log("every run of the group finished before: their checkpoints are back in their output folders")
+        return restored
     torch.set_num_threads(shared.num_threads)
     device = resolve_device(shared.device)
     data: dict[Path, Demonstrations] = {}
