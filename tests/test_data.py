@@ -68,3 +68,20 @@ def test_write_demonstrations_splits_whole_episodes(tmp_path, demos):
     on_disk = json.loads((tmp_path / "card.json").read_text())
     assert on_disk["expert_mean_return"] == pytest.approx(np.mean(demos.episode_returns))
     assert on_disk["bytes"] > 0 and sum(on_disk["action_counts"]) == len(demos)
+
+
+def test_outputs_get_the_usual_file_mode_not_mkstemps(tmp_path, demos):
+    """Written through a temporary file, yet readable like any file (0644 under umask 022): a
+    shared cluster folder's group can read the results."""
+    import os
+    import stat
+
+    from ilscaling.io import FILE_MODE, save_torch, write_json
+
+    mask = os.umask(0)
+    os.umask(mask)
+    write_json({"a": 1}, tmp_path / "a.json")
+    save_torch({"b": 2}, tmp_path / "b.pt")
+    demos.save(tmp_path / "c.npz")
+    for name in ("a.json", "b.pt", "c.npz"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == FILE_MODE == 0o666 & ~mask, name

@@ -27,6 +27,9 @@ def test_smoke_study_end_to_end(tmp_path):
     dry = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
     check_speed_settings_rerun_nothing(tmp_path)
+    report = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "--report", "report.html")
+    assert report.returncode == 0 and (tmp_path / "report.html").stat().st_size > 10**6, report.stderr[-3000:]
+    assert "summary.md" in (tmp_path / "report.html").read_text(errors="replace")
 
 
 # Settings that change how fast jobs run (or what they keep), never what they compute.
@@ -76,3 +79,25 @@ def test_paper_nethack_dag_builds_on_the_nld_aa_layout(tmp_path):
     assert "train_nethack_bc" in run.stdout + run.stderr and "record_nethack_bot" not in run.stdout + run.stderr
     missing = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-nethack.yaml"), "-n")
     assert missing.returncode != 0 and "/path/to/nld-aa/nle_data" in missing.stdout + missing.stderr
+
+
+def test_a_retried_job_keeps_the_log_of_each_failed_attempt(tmp_path):
+    """Snakemake deletes a job's log before retrying it: the CLI keeps a failed attempt's log."""
+    (tmp_path / "Snakefile").write_text(f'''
+rule evaluate:
+    output: "eval.json"
+    log: "logs/evaluate.log"
+    shell: "{sys.executable} -m ilscaling evaluate --checkpoint missing.pt --heldout x --out {{output}} > {{log}} 2>&1"
+''')
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory",
+                          str(tmp_path), "--cores", "1", "--retries", "1"], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    kept = sorted(p.name for p in (tmp_path / "logs").glob("evaluate.log.failed-*"))
+    assert kept == ["evaluate.log.failed-1", "evaluate.log.failed-2"], run.stdout[-3000:] + run.stderr[-3000:]
+    for name in kept:
+        assert "BC checkpoint missing.pt does not exist" in (tmp_path / "logs" / name).read_text()
+
+
+def test_the_report_of_an_unfinished_study_shows_what_is_done(tmp_path):
+    run = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "--report", "report.html")
+    assert run.returncode == 0 and (tmp_path / "report.html").is_file(), run.stdout[-3000:] + run.stderr[-3000:]

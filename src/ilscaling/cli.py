@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import types
 import typing
@@ -60,7 +61,7 @@ def cmd_record_demos(args):
     policy = load_expert_policy(expert)
     episodes = record_demonstrations(game, policy, args.frames, seed=args.seed,
                                      num_envs=args.num_envs, max_episode_steps=args.max_episode_steps,
-                                     num_threads=args.threads, greedy=args.greedy)
+                                     num_threads=args.threads, greedy=args.greedy, log=print)
     # The expert's own cross entropy on its demonstrations: the held-out loss a perfect imitator
     # would reach (about the expert's policy entropy when it samples; near 0 when greedy).
     all_frames = Demonstrations.from_episodes(episodes.frames, episodes.actions, episodes.rewards,
@@ -378,9 +379,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_file() -> Path | None:
+    """The file this process's output goes to, when a job redirected it to its log (Linux)."""
+    try:
+        target = Path(os.readlink("/proc/self/fd/1"))
+    except OSError:
+        return None
+    return target if target.suffix == ".log" and target.is_file() else None
+
+
+def keep_failed_log(log: Path) -> Path:
+    """Copy a failed attempt's log beside it (<log>.failed-<k>): Snakemake deletes a job's log
+    before it retries the job, and the next attempt writes the log anew."""
+    import shutil
+
+    k = 1 + sum(1 for _ in log.parent.glob(log.name + ".failed-*"))
+    kept = log.with_name(f"{log.name}.failed-{k}")
+    shutil.copyfile(log, kept)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.func(args)
+    sys.stdout.reconfigure(line_buffering=True)  # a job's log grows line by line, not in blocks at the end
+    log = _log_file()
+    try:
+        args.func(args)
+    except BaseException as err:
+        if log is None or (isinstance(err, SystemExit) and err.code in (None, 0)):
+            raise
+        if not isinstance(err, SystemExit):  # (a SystemExit, e.g. a preempted trainer's, said why already)
+            import traceback
+
+            traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        print(f"(this attempt's log is kept as {keep_failed_log(log)})", file=sys.stderr, flush=True)
+        raise SystemExit(err.code if isinstance(err, SystemExit) else 1) from None
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         loss, heldout_frames = nethack_heldout_loss(model, heldout_path, batch_size=config["batch_size"],
                                                     unroll=unroll)
         loss_s = time.perf_counter() - started
+        log(f"held-out loss {loss:.4f} over {heldout_frames} frames ({loss_s:.1f} s); playing {episodes} games")
         started = time.perf_counter()
         played = play_games(model, episodes, envs=envs or episodes, processes=processes,
                             max_episode_steps=max_episode_steps, kind=nethack_env, seed=seed, savedir=ttyrec_dir,
@@ -134,10 +135,11 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         demos = Demonstrations.load(heldout_path)
         loss, heldout_frames = heldout_loss(model, demos), len(demos)
         loss_s = time.perf_counter() - started
+        log(f"held-out loss {loss:.4f} over {heldout_frames} frames ({loss_s:.1f} s); playing {episodes} games")
         started = time.perf_counter()
         played = play_episodes(game, model, episodes, seed=seed, greedy=False, max_episode_steps=max_episode_steps,
                                num_threads=num_threads, generator=torch.Generator().manual_seed(seed), envs=envs,
-                               device=device, bf16=bf16)
+                               device=device, bf16=bf16, log=log)
         rollout_s = time.perf_counter() - started
         setup_s, play_s = played.setup_s, played.play_s
         returns, lengths = np.asarray(played.returns, dtype=float), np.asarray(played.lengths)
@@ -171,7 +173,7 @@ RESULT_VARIABLES = ("loss", "return", "return_sem", "samples", "epochs", "flops_
 
 
 def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], out_nc: str | Path,
-                   out_csv: str | Path) -> xr.Dataset:
+                   out_csv: str | Path, log=print) -> xr.Dataset:
     """All evaluations in one Dataset (dims game, flops, params, seed) plus a CSV twin.
 
     From the data cards: `expert_return` and `expert_loss` (dim game).
@@ -208,4 +210,9 @@ def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], o
         dataset.to_netcdf(tmp)
     with atomic_path(out_csv, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False)
+    for game, rows in table.groupby("game"):
+        log(f"{game}: {len(rows)} evaluations, {rows['flops'].nunique()} budgets, {rows['params'].nunique()} sizes, "
+            f"loss {rows['loss'].min():.4f}..{rows['loss'].max():.4f}, return {rows['return'].min():.1f}.."
+            f"{rows['return'].max():.1f}")
+    log(f"wrote {out_nc} and {out_csv}")
     return dataset

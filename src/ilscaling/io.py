@@ -23,6 +23,17 @@ class DataFileError(RuntimeError):
     """A data, checkpoint or result file is missing, truncated or not what it claims to be."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# The mode of a new file as `open` would make it (0644 under the usual umask 022): mkstemp's
+# temporary files are 0600, which would hide results from the group in a shared cluster folder.
+FILE_MODE = 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -33,6 +44,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, FILE_MODE)  # the block may have replaced the file: set the mode last
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -173,6 +173,15 @@ def batched_resources(group):
             **{name: getattr(value, "raw", value) for name, value in profile.items()}}
 
 
+def report_if_made(paths, **options):
+    """`report(paths, **options)` once every file of `paths` exists for every game of the study
+    (looked at when the workflow is read), else `paths` unflagged: `snakemake --report` on an
+    unfinished study then reports what is done instead of failing on the first missing file."""
+    patterns = [paths] if isinstance(paths, str) else list(paths)
+    made = all(Path(pattern.format(game=game)).exists() for pattern in patterns for game in GAMES)
+    return report(paths, **options) if made else paths
+
+
 def game_dir(game):
     return NH_DIR if game == NETHACK else f"{RES}/atari/{game}"
 

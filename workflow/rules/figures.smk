@@ -6,7 +6,7 @@ rule plot_game:
         results=RES + "/scaling/results.nc",
         fits=RES + "/scaling/fits.nc",
     output:
-        png=report(
+        png=report_if_made(
             expand(RES + "/figures/{{game}}/{stem}.png", stem=FIGURE_STEMS),
             category="Figures",
             subcategory="{game}",

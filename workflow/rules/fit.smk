@@ -26,7 +26,7 @@ rule fit_scaling_laws:
         RES + "/scaling/results.nc",
     output:
         fits=RES + "/scaling/fits.nc",
-        summary=report(RES + "/scaling/summary.md", category="Fits", caption="../report/summary.rst"),
+        summary=report_if_made(RES + "/scaling/summary.md", category="Fits", caption="../report/summary.rst"),
     log:
         "logs/fit_scaling_laws.log",
     benchmark:

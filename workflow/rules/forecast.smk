@@ -151,7 +151,7 @@ rule forecast_verdict:
         fits=RES + "/scaling/fits.nc",
     output:
         verdict=FORECAST_DIR + "/verdict.json",
-        png=report(
+        png=report_if_made(
             FORECAST_DIR + "/forecast.png",
             category="Forecast",
             subcategory="{game}",
@@ -173,7 +173,7 @@ rule forecast_report:
     input:
         verdicts=expand(FORECAST_DIR + "/verdict.json", game=GAMES),
     output:
-        report(RES + "/forecast/verdict.md", category="Forecast", caption="../report/forecast_verdict.rst"),
+        report_if_made(RES + "/forecast/verdict.md", category="Forecast", caption="../report/forecast_verdict.rst"),
     log:
         "logs/forecast_report.log",
     benchmark:

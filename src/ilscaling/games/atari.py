@@ -292,8 +292,10 @@ def play_episodes(
     groups: int | None = None,
     device: torch.device | str = "cpu",
     bf16: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> Episodes:
-    """Play `num_episodes` full games with batched inference and return their scores.
+    """Play `num_episodes` full games with batched inference and return their scores (`log`, when
+    given, hears of each game as it ends).
 
     Unbiased by construction: `envs` environments (default min(max_envs, num_episodes)) each
     play a quota of games fixed up front (num_episodes // envs, one more for the first
@@ -370,6 +372,10 @@ def play_episodes(
                         if terminated[row] or truncations[row]:
                             episode = recorder.close(slot) if recorder is not None else ()
                             finished[slot].append((returns[slot], lengths[slot], bool(truncations[row]), *episode))
+                            if log is not None:
+                                done = sum(len(f) for f in finished)
+                                log(f"game {done}/{num_episodes}: return {returns[slot]:g}, {lengths[slot]} steps"
+                                    f"{' (step limit)' if truncations[row] else ''}")
                             returns[slot], lengths[slot] = 0.0, 0
                             played[slot] += 1
                             active[slot] = played[slot] < quotas[slot]
@@ -403,8 +409,10 @@ def record_demonstrations(
     max_episode_steps: int | None,
     num_threads: int = 0,
     greedy: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> Episodes:
-    """Expert play until complete episodes hold at least `num_frames` frames.
+    """Expert play until complete episodes hold at least `num_frames` frames (`log`, when given,
+    hears of each episode kept).
 
     greedy=True takes the argmax action (the paper); greedy=False samples from the policy
     (seeded by `seed`), for experts too weak to play well deterministically.
@@ -440,6 +448,9 @@ def record_demonstrations(
                 truncated.append(bool(truncations[i]))
                 running_returns[i] = 0.0
                 collected += len(episode_actions)
+                if log is not None:
+                    log(f"episode {len(returns)}: return {returns[-1]:g}, {len(episode_actions)} frames; "
+                        f"{min(collected, num_frames)}/{num_frames} frames")
             observations = next_observations
     finally:
         env.close()
