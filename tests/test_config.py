@@ -68,6 +68,43 @@ def test_bad_config_names_the_key(mutate, key):
         validate_config(_broken(mutate))
 
 
+def _proposed(config):
+    config["atari"]["sweep"].pop("grid")
+
+
+@pytest.mark.parametrize("mutate, message", [
+    # Failed at gather, after the expert, with "--evals: expected at least one argument".
+    (lambda c: (_proposed(c), c["atari"]["sweep"].update(budgets=["1e3"])),
+     r"atari\.sweep\.budgets: Breakout: budgets 1e3 buy no width"),
+    # Were dropped from the grid without a word.
+    (lambda c: (_proposed(c), c["atari"]["sweep"].update(budgets=["1e7", "1e8", "1e10", "2e10"])),
+     r"budgets 1e7, 1e8 buy no width of atari\.sweep\.widths"),
+    (lambda c: c["atari"]["sweep"]["grid"].pop("3e9"), r"atari\.sweep\.grid: budgets 3e9 of atari\.sweep\.budgets"),
+    # Failed after all training: "needs at least 2 compute budgets ... got 0".
+    (lambda c: c["atari"]["sweep"].update(grid={"1e9": [1, 2], "3e9": [1, 2], "1e10": [1, 2, 4]}),
+     r"fewer widths than fit\.min_sizes_per_budget = 3 at 1e9: 2 \(1, 2\); 3e9"),
+    # Failed after the expert: "need at least 2 episodes to split".
+    (lambda c: c["atari"]["demonstrations"].update(frames=100), r"atari\.demonstrations\.frames: 100 frames may be"),
+    # A torch TypeError.
+    (lambda c: c["atari"]["sweep"].update(widths=[1, 2.0, 4]), r"atari\.sweep\.widths\[1\]: 2\.0 is not of type"),
+    (lambda c: (c.pop("atari"), c.pop("nethack")), "no atari and no nethack section"),
+    (lambda c: c["atari"]["sweep"].update(budgets=["1e9", 0]), r"atari\.sweep\.budgets\[1\]: budget must be positive, got 0"),
+])
+def test_what_would_fail_hours_later_fails_before_any_job(mutate, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(_broken(mutate))
+
+
+def test_config_files_that_cannot_be_read_are_named(tmp_path):
+    from ilscaling.config import load_config
+
+    with pytest.raises(ConfigError, match="config file .*missing.yaml does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("seed: 0\natari:\n  games: [Breakout\n  bc: {lr: 1}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml is not valid YAML(.|\n)*line 4"):
+        load_config(tmp_path / "bad.yaml")
+
+
 def test_defaults_are_filled_in():
     config = validate_config(_broken(lambda c: c.pop("fit")))
     assert config["fit"]["exclude_edge_budgets"] is False and config["fit"]["min_sizes_per_budget"] == 3

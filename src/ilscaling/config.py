@@ -79,19 +79,27 @@ def _read_by_schema_types(config: dict, validator) -> None:
             return
 
 
+# JSON Schema counts 2.0 as an integer; a width or a count of 2.0 would reach torch as a float.
+_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+_VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
+
+
 def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
     """Validate (and fill defaults into) `config` in place; raise ConfigError naming every bad key.
 
     Texts are first read as the types the schema declares (a `--config` override's values)."""
     schema = yaml.safe_load(schema_path.read_text())
-    validator = _fill_defaults(jsonschema.Draft202012Validator)(schema)
+    validator = _fill_defaults(_VALIDATOR)(schema)
     _read_by_schema_types(config, validator)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
         for error in errors:
             key = _key_path(error.absolute_path)
-            if error.validator == "additionalProperties" and "properties" in error.schema:
+            if error.validator == "anyOf" and not error.absolute_path:  # the top level's: a game family
+                lines.append("the config has no atari and no nethack section: a study needs at least one")
+            elif error.validator == "additionalProperties" and "properties" in error.schema:
                 allowed = error.schema["properties"]
                 for extra in sorted(set(error.instance) - set(allowed)):
                     name = f"{key}.{extra}" if error.absolute_path else extra
@@ -111,9 +119,24 @@ def merged(base: dict, overrides: dict) -> dict:
     return out
 
 
+def read_config_file(configfile: str | Path) -> dict:
+    """A config file's mapping; a missing file, a YAML error (with its line) or a file that is not
+    a mapping is a ConfigError naming the file."""
+    path = Path(configfile)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file {path} holds {type(content).__name__}, not a mapping of config keys")
+    return content
+
+
 def load_config(configfile: str | Path, overrides: dict | None = None) -> dict:
     """A study config file (with `overrides` merged in) as the workflow sees it: validated, defaults filled in."""
-    return validate_config(merged(yaml.safe_load(Path(configfile).read_text()), overrides or {}))
+    return validate_config(merged(read_config_file(configfile), overrides or {}))
 
 
 def _check_meaning(config: dict) -> None:
@@ -140,7 +163,39 @@ def _check_meaning(config: dict) -> None:
     for family in FAMILIES:
         if family in config:
             _check_sweep(config[family]["sweep"], f"{family}.sweep")
+    if "atari" in config:
+        demos = config["atari"]["demonstrations"]
+        if demos["frames"] <= demos["max_episode_steps"]:
+            raise ConfigError(f"config key atari.demonstrations.frames: {demos['frames']} frames may be a single "
+                              f"episode (an episode lasts up to atari.demonstrations.max_episode_steps = "
+                              f"{demos['max_episode_steps']} steps), and the split needs whole episodes for both "
+                              f"training and held out: record more than {demos['max_episode_steps']} frames")
+    for game in games_of(config):
+        _check_grid(config, game)
     _check_forecast(config)
+
+
+def _check_grid(config: dict, game: str) -> None:
+    """Every budget of the game's sweep is trained, by enough widths to enter the fits."""
+    section = family(game)
+    key = f"{section}.sweep"
+    grid = sweep_grid(config, game)
+    missing = [budget_label(b) for b in config[section]["sweep"]["budgets"] if budget_label(b) not in grid]
+    if missing:
+        if "grid" in config[section]["sweep"]:
+            raise ConfigError(f"config key {key}.grid: budgets {', '.join(missing)} of {key}.budgets have no widths")
+        bc = config[section]["bc"]
+        raise ConfigError(
+            f"config key {key}.budgets: {game}: budgets {', '.join(missing)} buy no width of {key}.widths the "
+            f"{config[section]['sweep']['min_steps']} gradient steps ({key}.min_steps) of batch {bc['batch_size']}"
+            f"{' x unroll ' + str(bc['unroll']) if 'unroll' in bc else ''}: raise them or add smaller widths")
+    needed = config["fit"]["min_sizes_per_budget"]
+    few = {label: widths for label, widths in grid.items() if len(widths) < needed}
+    if few:
+        shown = "; ".join(f"{label}: {len(widths)} ({', '.join(map(str, widths))})" for label, widths in few.items())
+        raise ConfigError(f"config key {key}{'.grid' if 'grid' in config[section]['sweep'] else '.budgets'}: "
+                          f"{game}: fewer widths than fit.min_sizes_per_budget = {needed} at {shown}; such a budget "
+                          "cannot enter the fits: give it more widths, or leave it out")
 
 
 def _check_forecast(config: dict) -> None:
