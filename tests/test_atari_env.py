@@ -193,3 +193,31 @@ def test_evaluation_on_cuda_without_cuda_fails_clearly(tmp_path, demos):
         evaluate_checkpoint(checkpoint, heldout, tmp_path / "eval.json", episodes=1, seed=0,
                             max_episode_steps=10, device="cuda", log=lambda *_: None)
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_evaluation_names_what_it_was_given_wrongly(tmp_path, demos):
+    """The expert's checkpoint, another game's demonstrations, a split file for an Atari model: each
+    is an error naming the file and the cause, and no evaluation is written."""
+    import dataclasses
+
+    from ilscaling.evaluate import evaluate_checkpoint
+    from ilscaling.io import DataFileError, save_torch
+
+    checkpoint, heldout = _atari_checkpoint(tmp_path, demos)
+
+    def evaluate(checkpoint_path, heldout_path):
+        evaluate_checkpoint(checkpoint_path, heldout_path, tmp_path / "eval.json", episodes=1, seed=0,
+                            max_episode_steps=10, device="cpu", log=lambda *_: None)
+
+    args = PPOArgs(total_steps=32, num_envs=2, num_steps=16, num_minibatches=2, update_epochs=1, seed=0,
+                   num_threads=1, eval_episodes=1, max_episode_steps=20, log_every_updates=0)
+    save_torch(train_expert("Breakout", args, log=lambda line: None), tmp_path / "expert.pt")
+    with pytest.raises(DataFileError, match=r"expert\.pt is not a BC checkpoint .* the PPO expert's"):
+        evaluate(tmp_path / "expert.pt", heldout)   # was: KeyError 'width'
+    dataclasses.replace(demos, actions=demos.actions + 9).save(tmp_path / "qbert.npz")  # actions 9..12
+    with pytest.raises(DataFileError, match=r"qbert\.npz has actions up to 12, but the model .* has 4"):
+        evaluate(checkpoint, tmp_path / "qbert.npz")   # was: IndexError Target 13 is out of bounds
+    (tmp_path / "split.json").write_text("{}")
+    with pytest.raises(DataFileError, match=r"Breakout checkpoint, so the held-out data must be Atari"):
+        evaluate(checkpoint, tmp_path / "split.json")
+    assert not (tmp_path / "eval.json").exists()

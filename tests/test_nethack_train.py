@@ -132,3 +132,16 @@ def test_seeded_evaluation_is_paired_and_does_not_depend_on_how_games_are_spread
     assert other.game_seeds == spread.game_seeds == [list(nh.game_seeds_of(5, "evaluation", g)) for g in range(3)]
     assert other.steps != spread.steps or other.scores != spread.scores or other.turns != spread.turns
     assert play(model, 3, 2, seed=6).game_seeds != spread.game_seeds
+
+
+def test_a_nethack_checkpoint_with_atari_demonstrations_is_named(tmp_path, split_file, demos):
+    from ilscaling.io import DataFileError
+
+    args = _args(budgets=[_args().budgets[0]])
+    train_bc(args, split_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
+    demos.save(tmp_path / "heldout.npz")
+    with pytest.raises(DataFileError, match=r"NetHack checkpoint, so the held-out data must be the NetHack split"):
+        evaluate_checkpoint(tmp_path / "run" / f"c{budget_label(args.budgets[0])}.pt", tmp_path / "heldout.npz",
+                            tmp_path / "eval.json", episodes=1, seed=0, max_episode_steps=10, device="cpu",
+                            log=lambda *_: None)   # was: UnicodeDecodeError
+    assert not (tmp_path / "eval.json").exists()

@@ -217,3 +217,54 @@ def test_nan_values_are_rejected_naming_the_file(tmp_path):
     rows.to_csv(tmp_path / "k.csv", index=False)
     with pytest.raises(ValueError, match=r"column 'flops' is NaN"):
         read_published(tmp_path / "k.csv")
+
+
+def _tidy(tmp_path, name="t.csv", **change):
+    rows = pd.DataFrame([{"game": "G", "flops": c, "params": n, "samples": c / (6 * n), "seed": 0,
+                          "loss": 1 + 100 / n, "return": 5.0} for c in (1e12, 1e13) for n in (100, 1000, 10000)])
+    for column, (row, value) in change.items():
+        rows[column] = rows[column].astype(object)
+        rows.loc[row, column] = value
+    rows.to_csv(tmp_path / name, index=False)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"flops": (2, -1e12)}, r"column 'flops' row 4 \(G\) is -1e\+12: it must be positive"),   # was: accepted
+    ({"params": (1, -1000)}, r"column 'params' row 3 \(G\) is -1000: it must be positive"),  # was: LinAlgError
+    ({"params": (0, 1.5)}, r"column 'params' row 2 is 1.5: a parameter count is a whole number"),  # was: truncated
+    ({"samples": (3, -5)}, r"column 'samples' row 5 \(G\) is -5: it must be positive"),  # was: run dropped
+    ({"game": (0, "Space Invaders")}, r"game names \['Space Invaders'\] have characters"),  # was: MissingInput
+])
+def test_bad_tidy_rows_are_named_before_anything_is_written(tmp_path, change, message):
+    path = _tidy(tmp_path, **change)
+    with pytest.raises(ValueError, match=message):
+        read_published(path)
+    if "game" in change:  # read when the workflow is, to name its figures: named there too
+        with pytest.raises(ValueError, match=message):
+            list_games(path)
+
+
+def test_an_empty_csv_file_is_named(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    for read in (read_published, list_games):   # was: EmptyDataError while the workflow is read
+        with pytest.raises(ValueError, match=r"empty.csv: the file is empty"):
+            read(tmp_path / "empty.csv")
+
+
+def test_broken_results_and_evaluations_are_named(tmp_path):
+    from ilscaling.evaluate import gather_results
+    from ilscaling.io import DataFileError, write_json
+    from ilscaling.plots import plot_all
+    from ilscaling.scaling import write_fits
+
+    (tmp_path / "results.nc").write_bytes(b"")
+    with pytest.raises(DataFileError, match=r"results .*results.nc is empty"):   # was: an xarray backend error
+        write_fits(tmp_path / "results.nc", tmp_path / "fits.nc", tmp_path / "summary.md")
+    (tmp_path / "junk.nc").write_bytes(b"not netcdf")
+    with pytest.raises(DataFileError, match=r"junk.nc is not a readable netCDF file"):
+        plot_all(tmp_path / "junk.nc", tmp_path / "junk.nc", tmp_path / "figures")
+    write_json({"game": "Breakout", "params": 10, "loss": 1.0}, tmp_path / "eval.json")
+    with pytest.raises(DataFileError, match=r"evaluation .*eval.json lacks budget, seed, flops"):   # was: KeyError
+        gather_results([tmp_path / "eval.json"], [], tmp_path / "r.nc", tmp_path / "r.csv", log=lambda *_: None)
+    assert not (tmp_path / "fits.nc").exists() and not (tmp_path / "r.nc").exists()

@@ -152,12 +152,12 @@ def cmd_ingest_published(args):
 def cmd_plot(args):
     from ilscaling.plots import plot_all, plot_game
 
-    import xarray as xr
-
     if args.game is None:
         plot_all(args.results, args.fits, args.out_dir)
         return
-    with xr.open_dataset(args.results) as results, xr.open_dataset(args.fits) as fits:
+    from ilscaling.io import open_netcdf
+
+    with open_netcdf(args.results, "results") as results, open_netcdf(args.fits, "fits") as fits:
         plot_game(results.load(), fits.load(), args.game, Path(args.out_dir))
 
 

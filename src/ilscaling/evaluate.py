@@ -28,14 +28,40 @@ import xarray as xr
 
 from ilscaling.data.atari import Demonstrations
 from ilscaling.games.atari import play_episodes
-from ilscaling.io import atomic_path, load_torch, provenance, read_json, write_json
+from ilscaling.io import DataFileError, atomic_path, load_torch, provenance, read_json, require_keys, write_json
 from ilscaling.models import NETHACK, build_model
+
+
+# What every BC checkpoint holds (train.RunProgress.checkpoint); the PPO expert's has none of these.
+CHECKPOINT_KEYS = ("model", "config", "budget", "flops", "params", "samples", "epochs", "train_loss")
 
 
 def load_bc_model(checkpoint: dict) -> torch.nn.Module:
     model = build_model(checkpoint["config"])
     model.load_state_dict(checkpoint["model"])
     return model.eval()
+
+
+def load_bc_checkpoint(path: str | Path) -> dict:
+    """A BC checkpoint; a file that is not one (the PPO expert's, a corrupt file) is named."""
+    checkpoint = load_torch(path, "BC checkpoint")
+    if not isinstance(checkpoint, dict) or not all(key in checkpoint for key in CHECKPOINT_KEYS) \
+            or "width" not in checkpoint["config"]:
+        found = ", ".join(sorted(checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise DataFileError(f"{path} is not a BC checkpoint of the sweep (it holds {found}; a BC checkpoint holds "
+                            f"{', '.join(CHECKPOINT_KEYS)} with config.width): the PPO expert's?")
+    return checkpoint
+
+
+def check_heldout_matches(checkpoint_path, checkpoint: dict, heldout_path) -> None:
+    """The held-out data is of the checkpoint's game family: a NetHack split (.json) or Atari
+    demonstrations (.npz)."""
+    game, suffix = checkpoint["config"]["game"], Path(heldout_path).suffix
+    expected = ".json" if game == NETHACK else ".npz"
+    if suffix != expected:
+        kind = "the NetHack split (split.json)" if game == NETHACK else "Atari demonstrations (heldout.npz)"
+        raise DataFileError(f"{checkpoint_path} is a {game} checkpoint, so the held-out data must be {kind}, "
+                            f"not {heldout_path}")
 
 
 def _device_of(model) -> torch.device:
@@ -101,7 +127,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_num_threads(num_threads)
-    checkpoint = load_torch(checkpoint_path, "BC checkpoint")
+    checkpoint = load_bc_checkpoint(checkpoint_path)
+    check_heldout_matches(checkpoint_path, checkpoint, heldout_path)
     model = load_bc_model(checkpoint).to(device)
     config = checkpoint["config"]
     game = config["game"]
@@ -133,6 +160,10 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
                  "ttyrec_dir": str(ttyrec_dir) if ttyrec_dir else None}
     else:
         demos = Demonstrations.load(heldout_path)
+        num_actions = config["num_actions"]
+        if len(demos) and int(demos.actions.max()) >= num_actions:
+            raise DataFileError(f"{heldout_path} has actions up to {int(demos.actions.max())}, but the model of "
+                                f"{checkpoint_path} has {num_actions} ({game}): another game's demonstrations?")
         loss, heldout_frames = heldout_loss(model, demos), len(demos)
         loss_s = time.perf_counter() - started
         log(f"held-out loss {loss:.4f} over {heldout_frames} frames ({loss_s:.1f} s); playing {episodes} games")
@@ -170,6 +201,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
 
 
 RESULT_VARIABLES = ("loss", "return", "return_sem", "samples", "epochs", "flops_actual", "train_loss", "width")
+EVALUATION_KEYS = ("game", "budget", "params", "seed", "flops", "loss", "return", "return_sem", "samples", "epochs",
+                   "train_loss", "width")  # what gather reads of an evaluation
 
 
 def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], out_nc: str | Path,
@@ -183,7 +216,7 @@ def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], o
     """
     rows = []
     for path in eval_paths:
-        result = read_json(path, "evaluation")
+        result = require_keys(read_json(path, "evaluation"), EVALUATION_KEYS, "evaluation", path)
         rows.append({"game": result["game"], "flops": float(result["budget"]), "params": int(result["params"]),
                      "seed": int(result["seed"]), "flops_actual": result["flops"],
                      **{k: result[k] for k in ("loss", "return", "return_sem", "samples", "epochs",
@@ -194,7 +227,7 @@ def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], o
     dataset = table.set_index(["game", "flops", "params", "seed"]).to_xarray()
     cards = {}
     for path in card_paths:
-        card = read_json(path, "data card")
+        card = require_keys(read_json(path, "data card"), ("game",), "data card", path)
         cards[card["game"]] = card
     games = dataset.game.values
     dataset["expert_return"] = ("game", [cards.get(g, {}).get("expert_mean_return", np.nan) for g in games])

@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from ilscaling.flops import budget_label
-from ilscaling.io import atomic_path, read_json, write_json
+from ilscaling.io import atomic_path, open_netcdf, read_json, write_json
 from ilscaling.scaling import METHODS, FitConfig, budget_text, law_fit
 
 QUANTITIES = {"loss": "l_min", "return": "r_max"}  # verdict quantity -> forecast target of fits.nc
@@ -143,7 +143,7 @@ def plan_forecast(fits: xr.Dataset, game: str, budget: float, sizes: dict[int, t
 
 def write_forecast(fits_nc: str | Path, game: str, budget: float, sizes: dict[int, tuple[int, float]],
                    out: str | Path, method: str = "vertex", log=print) -> dict:
-    with xr.open_dataset(fits_nc) as fits:
+    with open_netcdf(fits_nc, "fits") as fits:
         plan = plan_forecast(fits.load(), game, budget, sizes, method)
     write_json(plan, out)
     log(f"{game}: C* = {budget_text(budget)} FLOPs, {plan['width_method']} N* = {plan['n_star']:.4g} -> width "
@@ -208,7 +208,7 @@ def write_verdict(forecast_json: str | Path, evaluation_json: str | Path, fits_n
     from ilscaling.plots import plot_forecast
 
     verdict = forecast_verdict(read_json(forecast_json, "forecast"), read_json(evaluation_json, "evaluation"))
-    with xr.open_dataset(fits_nc) as fits:
+    with open_netcdf(fits_nc, "fits") as fits:
         plot_forecast(fits.load(), verdict, Path(figure_dir))
     write_json(verdict, out)
     for check in verdict["checks"]:

@@ -77,8 +77,31 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         raise DataFileError(f"{what} {path} does not exist")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataFileError(f"{what} {path} is not valid JSON ({err})") from err
+
+
+def require_keys(record: dict, keys, what: str, path) -> dict:
+    """`record`, or a DataFileError naming the file and the keys it lacks."""
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise DataFileError(f"{what} {path} lacks {', '.join(missing)}")
+    return record
+
+
+def open_netcdf(path: str | os.PathLike, what: str):
+    """An xarray Dataset from a netCDF file; a missing, empty or corrupt file is named."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{what} {path} does not exist")
+    if path.stat().st_size == 0:
+        raise DataFileError(f"{what} {path} is empty")
+    try:
+        return xr.open_dataset(path)
+    except Exception as err:  # the backends raise several types for a file that is not netCDF
+        raise DataFileError(f"{what} {path} is not a readable netCDF file ({type(err).__name__}: {err})") from err
 
 
 def _json_default(value: Any) -> Any:

@@ -546,7 +546,9 @@ def plot_game(results: xr.Dataset, fits: xr.Dataset, game: str, out_dir: Path) -
 
 def plot_all(results_nc: str | os.PathLike, fits_nc: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
     """Figures of every game of the fits file, in out_dir/<game>/<stem>.png|.pdf."""
-    with xr.open_dataset(results_nc) as results, xr.open_dataset(fits_nc) as fits:
+    from ilscaling.io import open_netcdf
+
+    with open_netcdf(results_nc, "results") as results, open_netcdf(fits_nc, "fits") as fits:
         results, fits = results.load(), fits.load()
     paths = []
     for game in map(str, fits["game"].values):

@@ -68,7 +68,12 @@ def list_games(path: str | Path) -> list[str]:
     path = Path(path)
     layout = detect_layout(path)
     if layout == "csv":
-        return sorted(pd.read_csv(path, usecols=["game"])["game"].dropna().astype(str).unique())
+        table = _read_csv(path)
+        if "game" not in table.columns:
+            raise ValueError(f"{path}: missing column 'game' (need {', '.join(CSV_COLUMNS)}, optional seed)")
+        games = table["game"].dropna().astype(str)
+        _check_game_names(games, path)
+        return sorted(games.unique())
     if layout == "atari":
         return _atari_games(path)
     if layout == "nethack":
@@ -340,10 +345,31 @@ def read_nethack(folder: str | Path) -> xr.Dataset:
 # Tidy CSV
 # ---------------------------------------------------------------------------------------------
 
+# A game name becomes a folder and a workflow wildcard (figures/<game>/): letters and digits only.
+GAME_NAME = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV table; an empty or unreadable file is an error naming it."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty (need a header with {', '.join(CSV_COLUMNS)}, then rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV table ({err})") from None
+
+
+def _check_game_names(games: pd.Series, path: Path) -> None:
+    bad = sorted({g for g in games if not GAME_NAME.match(g)})
+    if bad:
+        raise ValueError(f"{path}: game names {bad} have characters other than letters and digits (they name "
+                         "folders and the workflow's {game} wildcard): rename them, e.g. SpaceInvaders")
+
+
 def read_tidy_csv(path: str | Path) -> xr.Dataset:
     """A table with columns game, flops, params, samples, (seed,) loss, return; one row per run."""
     path = Path(path)
-    table = pd.read_csv(path)
+    table = _read_csv(path)
     missing = [c for c in CSV_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing} (need {', '.join(CSV_COLUMNS)}, optional seed)")
@@ -364,7 +390,20 @@ def read_tidy_csv(path: str | Path) -> xr.Dataset:
         if np.isinf(values).any():
             raise ValueError(f"{path}: column {column!r} has infinite values")
         table[column] = values
+    # Compute, sizes and data are positive counts; a size is a whole number of parameters.
+    for column in ("flops", "params", "samples"):
+        bad = table[column].notna() & (table[column] <= 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{path}: column {column!r} row {row + 2} ({table['game'].iloc[row]}) is "
+                             f"{table[column].iloc[row]:g}: it must be positive")
+    fractional = table["params"] != np.round(table["params"])
+    if fractional.any():
+        row = int(np.flatnonzero(fractional)[0])
+        raise ValueError(f"{path}: column 'params' row {row + 2} is {table['params'].iloc[row]:g}: "
+                         "a parameter count is a whole number")
     table["game"] = table["game"].astype(str)
+    _check_game_names(table["game"], path)
     table["params"] = table["params"].astype(np.int64)
     table["seed"] = table["seed"].astype(np.int64)
     rows = table[["game", "flops", "params", "seed", "samples", "loss", "return"]].to_dict("records")

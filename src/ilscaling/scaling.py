@@ -1233,7 +1233,9 @@ def _replace_atomically(path: Path, write) -> None:
 def write_fits(results_nc: str | os.PathLike, fits_nc: str | os.PathLike, summary_md: str | os.PathLike,
                config: FitConfig = FitConfig()) -> xr.Dataset:
     """Fit the results file; write the fits NetCDF and the markdown summary atomically."""
-    with xr.open_dataset(results_nc) as results:
+    from ilscaling.io import open_netcdf
+
+    with open_netcdf(results_nc, "results") as results:
         fits = fit_results(results.load(), config)
     _replace_atomically(Path(fits_nc), fits.to_netcdf)
     _replace_atomically(Path(summary_md), lambda tmp: tmp.write_text(summary_markdown(fits)))
