@@ -172,8 +172,12 @@ def test_evaluation_records_device_and_rollout_speed(tmp_path, demos):
     from ilscaling.evaluate import evaluate_checkpoint
 
     checkpoint, heldout = _atari_checkpoint(tmp_path, demos)
+    logged = []
     result = evaluate_checkpoint(checkpoint, heldout, tmp_path / "eval.json", episodes=3, seed=0,
-                                 max_episode_steps=30, device="cpu", log=lambda *_: None)
+                                 max_episode_steps=30, device="cpu", log=logged.append)
+    # Progress as it goes: the loss, then each game, then the summary (was: one line at the end).
+    assert logged[0].startswith("held-out loss") and [line.split(":")[0] for line in logged[1:4]] == [
+        "game 1/3", "game 2/3", "game 3/3"] and len(logged) == 5
     assert result["device"] == "cpu" and result["device_name"] == "cpu" and result["autocast"] is None
     assert result["rollout_steps_per_s"] > 0 and result["rollout_play_steps_per_s"] >= result["rollout_steps_per_s"]
     assert len(result["episode_returns"]) == 3 and result["heldout_loss_precision"] == "float32"
