@@ -38,6 +38,7 @@ The clock. NetHack reads the wall clock at game start: the moon phase and Friday
 from __future__ import annotations
 
 import bz2
+import calendar
 import contextlib
 import os
 import re
@@ -119,7 +120,7 @@ gym.register(SEEDED_ENV_ID, entry_point=SeededNetHackChallenge)
 
 # A plain day (no full or new moon, not a Friday the 13th), in UTC; frozen in seeded game processes.
 PINNED_TIME = "2000-01-03 12:00:00"
-PINNED_EPOCH = 946900800.0
+PINNED_EPOCH = float(calendar.timegm(time.strptime(PINNED_TIME, "%Y-%m-%d %H:%M:%S")))
 CLOCK_MODES = {"seeded": f"pinned at {PINNED_TIME} UTC (libfaketime)", "challenge": "wall clock"}
 
 
