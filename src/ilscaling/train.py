@@ -339,9 +339,9 @@ def restore_finished(args: BCArgs, work_dir, out_dir, log=print) -> list[dict] |
     if not (work_dir / FINISHED).is_file():
         return None
     summary = read_json(work_dir / FINISHED, "finished run's metrics")
-    if config_differences(summary["config"], dataclasses.asdict(args)):
-        log(f"{work_dir} holds a finished run of other settings "
-            f"({'; '.join(config_differences(summary['config'], dataclasses.asdict(args)))}): training anew")
+    differences = config_differences(summary["config"], dataclasses.asdict(args))
+    if differences:
+        log(f"{work_dir} holds a finished run of other settings ({'; '.join(differences)}): training anew")
         shutil.rmtree(work_dir)
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
