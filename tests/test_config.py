@@ -89,6 +89,14 @@ def _proposed(config):
     (lambda c: c["atari"]["sweep"].update(widths=[1, 2.0, 4]), r"atari\.sweep\.widths\[1\]: 2\.0 is not of type"),
     (lambda c: (c.pop("atari"), c.pop("nethack")), "no atari and no nethack section"),
     (lambda c: c["atari"]["sweep"].update(budgets=["1e9", 0]), r"atari\.sweep\.budgets\[1\]: budget must be positive, got 0"),
+    # A run that repeats its data: its laws would describe another regime (issue 14).
+    (lambda c: c["atari"]["bc"].update(max_epochs=4),
+     r"atari\.bc\.max_epochs: Breakout: runs would see their ~1,125 training frames more than 4 times "
+     r"\(width 1 at 1e10: 13\.8; width 2 at 1e10: 6\.6\): raise atari\.demonstrations\.frames"),
+    (lambda c: (c["atari"]["bc"].update(max_epochs=14), c["forecast"].update(budget_factor=100)),
+     r"atari\.bc\.max_epochs: Breakout: the forecast agent at C\* = 1e12 would see .* at the largest width \(4\)"),
+    (lambda c: (_proposed(c), c["atari"]["bc"].update(max_epochs=0.01)),
+     r"atari\.sweep\.budgets: Breakout: budgets 1e9, 3e9, 1e10 buy no width .* within 0\.01 epochs"),
 ])
 def test_what_would_fail_hours_later_fails_before_any_job(mutate, message):
     with pytest.raises(ConfigError, match=message):
@@ -118,6 +126,15 @@ def test_nethack_games_are_seeded_unless_a_config_asks_for_the_challenge():
         config = validate_config(load(name))
         assert config["nethack"]["bot"]["env"] == config["nethack"]["evaluation"]["env"] == "seeded"
     assert validate_config(load("configs/paper-nethack.yaml"))["nethack"]["evaluation"]["env"] == "challenge"
+
+
+def test_proposed_grid_leaves_out_widths_that_would_repeat_their_data():
+    sizes = {w: model_size(w, 4) for w in [1, 2, 4, 8, 16, 32, 64, 128]}
+    free = propose_grid([1e12], sizes, samples_per_step=128, sizes_per_budget=4)
+    max_samples = 1e12 / sizes[sorted(free["1e12"])[1]][1]
+    bounded = propose_grid([1e12], sizes, samples_per_step=128, sizes_per_budget=4, max_samples=max_samples)
+    assert min(bounded["1e12"]) == sorted(free["1e12"])[1]
+    assert all(1e12 / sizes[w][1] <= max_samples for w in bounded["1e12"])
 
 
 def test_proposed_grid_centres_on_the_expected_optimum():

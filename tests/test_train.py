@@ -131,6 +131,21 @@ def test_bad_budgets_and_missing_data(tmp_path, train_file):
         train_bc(_args(), tmp_path / "missing.npz", tmp_path / "run", tmp_path / "w")
 
 
+def test_a_run_that_would_repeat_its_data_too_often_stops_before_its_first_step(tmp_path, train_file, demos):
+    from ilscaling.train import TooManyEpochs
+
+    args = _args()
+    epochs = max(args.budgets) / WidthCNN(2, 4).train_flops_per_sample() / len(demos)
+    with pytest.raises(TooManyEpochs, match=rf"Breakout width 2 seed 0: its largest budget .* would show it its "
+                                            rf"{len(demos):,} training frames {epochs:.2f} times, more than max_epochs"):
+        train_bc(_args(max_epochs=epochs * 0.99), train_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    # At the bound it trains; the bound changes no result (a speed field: the finished run is restored).
+    records = train_bc(_args(max_epochs=epochs * 1.01), train_file, tmp_path / "run", tmp_path / "work",
+                       log=lambda *_: None)
+    assert records[-1]["epochs"] == pytest.approx(epochs, abs=args.batch_size / len(demos))  # within the last step
+
+
 def test_corrupt_checkpoint_is_named(tmp_path):
     (tmp_path / "c1e10.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DataFileError, match="c1e10.pt"):

@@ -32,11 +32,11 @@ def test_smoke_study_end_to_end(tmp_path):
     assert "summary.md" in (tmp_path / "report.html").read_text(errors="replace")
 
 
-# Settings that change how fast jobs run (or what they keep), never what they compute.
+# Settings that change how fast jobs run (or what they keep, or guard), never what they compute.
 SPEED_SETTINGS = [
-    "atari={bc: {threads: 2, resume_every_s: 30, device: cpu, compile: true, channels_last: false, "
+    "atari={bc: {threads: 2, resume_every_s: 30, max_epochs: 200, device: cpu, compile: true, channels_last: false, "
     "batched: {max_models: 2, vectorize: loop}}, evaluation: {threads: 2, device: cpu}, expert: {threads: 2}}",
-    "nethack={bc: {threads: 2, resume_every_s: 30, device: cpu}, bot: {processes: 1}, "
+    "nethack={bc: {threads: 2, resume_every_s: 30, max_epochs: 200, device: cpu}, bot: {processes: 1}, "
     "evaluation: {threads: 2, processes: 2, envs: 1, device: cpu, keep_ttyrecs: true}}",
 ]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from ilscaling.flops import budget_label
+from ilscaling.flops import budget_label, epochs_for_budget
 
 NETHACK = "NetHack"
 FAMILIES = ("atari", "nethack")
@@ -170,9 +170,10 @@ def _check_meaning(config: dict) -> None:
                               f"episode (an episode lasts up to atari.demonstrations.max_episode_steps = "
                               f"{demos['max_episode_steps']} steps), and the split needs whole episodes for both "
                               f"training and held out: record more than {demos['max_episode_steps']} frames")
+    _check_forecast(config)
     for game in games_of(config):
         _check_grid(config, game)
-    _check_forecast(config)
+        _check_epochs(config, game)
 
 
 def _check_grid(config: dict, game: str) -> None:
@@ -188,7 +189,8 @@ def _check_grid(config: dict, game: str) -> None:
         raise ConfigError(
             f"config key {key}.budgets: {game}: budgets {', '.join(missing)} buy no width of {key}.widths the "
             f"{config[section]['sweep']['min_steps']} gradient steps ({key}.min_steps) of batch {bc['batch_size']}"
-            f"{' x unroll ' + str(bc['unroll']) if 'unroll' in bc else ''}: raise them or add smaller widths")
+            f"{' x unroll ' + str(bc['unroll']) if 'unroll' in bc else ''} within {bc['max_epochs']:g} epochs of its data "
+            f"({section}.bc.max_epochs): raise them, add smaller widths or record more data")
     needed = config["fit"]["min_sizes_per_budget"]
     few = {label: widths for label, widths in grid.items() if len(widths) < needed}
     if few:
@@ -196,6 +198,53 @@ def _check_grid(config: dict, game: str) -> None:
         raise ConfigError(f"config key {key}{'.grid' if 'grid' in config[section]['sweep'] else '.budgets'}: "
                           f"{game}: fewer widths than fit.min_sizes_per_budget = {needed} at {shown}; such a budget "
                           "cannot enter the fits: give it more widths, or leave it out")
+
+
+def training_frames_bound(config: dict, game: str) -> tuple[float, str] | None:
+    """Training frames a game's data will hold, known before any job, and how it is known; None
+    where only the recording can tell (NLD-AA on disk).
+
+    Atari: the recorded frames less the held-out share (episodes are split whole, so the exact
+    count is the run's own check). NetHack's bot: at most every training game cut at
+    bot.max_episode_steps, an upper bound (so the epochs below are a lower bound).
+    """
+    if family(game) == "atari":
+        demos = config["atari"]["demonstrations"]
+        return demos["frames"] * (1 - demos["heldout_fraction"]), "atari.demonstrations.frames"
+    dataset = config["nethack"]["dataset"]
+    if dataset["source"] != "bot":
+        return None
+    bot = config["nethack"]["bot"]
+    train_games = bot["games"] - min(max(1, round(dataset["heldout_fraction"] * bot["games"])), bot["games"] - 1)
+    return train_games * bot["max_episode_steps"], "nethack.bot.games"
+
+
+def _check_epochs(config: dict, game: str) -> None:
+    """No run of the sweep, nor the forecast agent at any width, repeats its data more than bc.max_epochs."""
+    bound = training_frames_bound(config, game)
+    if bound is None:
+        return
+    frames, data_key = bound
+    section = family(game)
+    limit = config[section]["bc"]["max_epochs"]
+    sizes = model_sizes(config, game)
+    over = [(run.width, budget_label(run.budgets[-1]), epochs_for_budget(run.budgets[-1], sizes[run.width][1], frames))
+            for run in sweep_runs(config, game) if run.seed == config[section]["bc"]["seeds"][0]]
+    over = [item for item in over if item[2] > limit]
+    if over:
+        shown = "; ".join(f"width {w} at {label}: {epochs:.1f}" for w, label, epochs in over)
+        raise ConfigError(f"config key {section}.bc.max_epochs: {game}: runs would see their ~{frames:,.0f} training "
+                          f"frames more than {limit:g} times ({shown}): raise {data_key}, or take those widths out "
+                          f"of {section}.sweep.grid")
+    if config.get("forecast", {}).get("enabled"):
+        budget = forecast_budget(config, game)
+        widest = max(sizes, key=lambda w: sizes[w][1])
+        epochs = epochs_for_budget(budget, sizes[widest][1], frames)
+        if epochs > limit:
+            raise ConfigError(f"config key {section}.bc.max_epochs: {game}: the forecast agent at C* = "
+                              f"{budget_label(budget)} would see its ~{frames:,.0f} training frames {epochs:.1f} "
+                              f"times even at the largest width ({widest}), more than {limit:g}: raise {data_key}, "
+                              "or lower the forecast budget")
 
 
 def _check_forecast(config: dict) -> None:
@@ -253,19 +302,20 @@ def parse_budget(value, key: str) -> float:
 
 
 def propose_grid(budgets: list[float], sizes: dict[int, tuple[int, float]], *, samples_per_step: int,
-                 sizes_per_budget: int = 5, samples_per_param: float = 20.0, min_steps: int = 20
-                 ) -> dict[str, list[int]]:
+                 sizes_per_budget: int = 5, samples_per_param: float = 20.0, min_steps: int = 20,
+                 max_samples: float = math.inf) -> dict[str, list[int]]:
     """Per budget, the `sizes_per_budget` widths nearest (in log params) the expected optimum.
 
     `sizes` maps each width to (parameters, training FLOPs per sample). The expected optimum is
     where samples = samples_per_param x params (a Chinchilla-style prior, refined by the study's
     own fit); a width is eligible for a budget only if the budget buys it at least `min_steps`
-    gradient steps of `samples_per_step` samples, so every checkpoint has actually trained.
+    gradient steps of `samples_per_step` samples, so every checkpoint has actually trained, and
+    at most `max_samples` samples (the data times bc.max_epochs), so no run repeats its data more.
     """
     sizes = dict(sorted(sizes.items()))
     grid = {}
     for budget in sorted(budgets):
-        eligible = [w for w, (_, fps) in sizes.items() if budget / fps >= min_steps * samples_per_step]
+        eligible = [w for w, (_, fps) in sizes.items() if min_steps * samples_per_step <= budget / fps <= max_samples]
         if not eligible:
             continue
         # Expected optimum: budget = flops_per_sample(N) * samples_per_param * N; pick the width closest.
@@ -334,10 +384,12 @@ def proposed_grid(config: dict, game: str, budgets, sizes_per_budget: int) -> di
     """propose_grid at `budgets` with the game's models, batch and sweep prior."""
     section = config[family(game)]
     sweep = section["sweep"]
+    bound = training_frames_bound(config, game)
     return propose_grid(budgets, model_sizes(config, game),
                         samples_per_step=section["bc"]["batch_size"] * section["bc"].get("unroll", 1),
                         sizes_per_budget=sizes_per_budget, samples_per_param=sweep["samples_per_param"],
-                        min_steps=sweep["min_steps"])
+                        min_steps=sweep["min_steps"],
+                        max_samples=math.inf if bound is None else bound[0] * section["bc"]["max_epochs"])
 
 
 def sweep_grid(config: dict, game: str) -> dict[str, list[int]]:

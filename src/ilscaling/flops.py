@@ -81,6 +81,11 @@ def training_flops_per_sample(forward_flops: float) -> float:
     return (1.0 + BACKWARD_TO_FORWARD) * forward_flops
 
 
+def epochs_for_budget(budget: float, flops_per_sample: float, frames: float) -> float:
+    """Passes over `frames` training frames that spending `budget` takes, at `flops_per_sample` each."""
+    return budget / flops_per_sample / frames
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

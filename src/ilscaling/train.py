@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ilscaling.data.atari import Demonstrations, epoch_order
-from ilscaling.flops import budget_label
+from ilscaling.flops import budget_label, epochs_for_budget
 from ilscaling.io import load_torch, provenance, read_json, save_torch, write_json
 from ilscaling.models import NETHACK, build_model
 
@@ -75,12 +75,15 @@ class BCArgs:
     """Atari: channels-last convolutions (faster on CPU and GPU; the checkpoint's weights are stored the same way)."""
     compile: bool = False
     """torch.compile the model (inductor): pays off only where the run is much longer than the compilation."""
+    max_epochs: float | None = None
+    """Refuse to start a run whose largest budget would show it its training frames more than this many
+    times (None: no bound). Scaling laws describe fresh data; a guard, it changes no result."""
 
 
-# BCArgs fields that set how fast a run goes, not what it computes: they may differ between a run
-# and its resume (or the rerun of a finished run).
+# BCArgs fields that set how fast a run goes or guard it, not what it computes: they may differ
+# between a run and its resume (or the rerun of a finished run).
 SPEED_FIELDS = frozenset({"num_threads", "device", "resume_every_s", "log_every", "compile", "channels_last",
-                          "vectorize"})
+                          "vectorize", "max_epochs"})
 
 
 def config_differences(saved, now, where: str = "") -> list[str]:
@@ -92,6 +95,10 @@ def config_differences(saved, now, where: str = "") -> list[str]:
     if isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now):
         return [d for i, (a, b) in enumerate(zip(saved, now)) for d in config_differences(a, b, f"{where}[{i}]")]
     return [] if saved == now else [f"{where}: {saved!r} -> {now!r}"]
+
+
+class TooManyEpochs(ValueError):
+    """A run would repeat its training data more often than its max_epochs allows."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -260,8 +267,19 @@ class RunProgress:
         self.meta = {"params": model.num_params(), "train_flops_per_sample": self.flops_per_sample,
                      "train_frames": num_frames, "config": dataclasses.asdict(args), "provenance": provenance(),
                      **device_record(device, args.bf16)}
+        self.check_epochs()
         self.state = {"step": 0, "samples": 0, "flops": 0.0, "loss_sum": torch.zeros((), dtype=torch.float64,
                       device=device), "loss_steps": 0, "checkpoints": [], "wall_s": 0.0}
+
+    def check_epochs(self) -> None:
+        """Refuse, before any step, a run that would leave the regime of fresh data (args.max_epochs)."""
+        epochs = epochs_for_budget(self.budgets[-1], self.flops_per_sample, self.num_frames)
+        if self.args.max_epochs is not None and epochs > self.args.max_epochs:
+            raise TooManyEpochs(
+                f"{self.args.game} width {self.args.width} seed {self.args.seed}: its largest budget "
+                f"{budget_label(self.budgets[-1])} would show it its {self.num_frames:,} training frames "
+                f"{epochs:.2f} times, more than max_epochs = {self.args.max_epochs:g}: record more data, "
+                "or leave this width out of that budget")
 
     def describe(self) -> str:
         return (f"{self.args.game} width {self.args.width} seed {self.args.seed}: {self.meta['params']} params, "

@@ -123,10 +123,12 @@ class SpeedFlags(str):
 
 
 def training_speed(section):
-    """A family's training speed flags (atari or nethack section; train_bc, the batched groups, the forecast agent)."""
+    """A family's training speed flags (atari or nethack section; train_bc, the batched groups, the forecast
+    agent), and its guard max_epochs (it stops a run before its first step, never changes one)."""
     bc = section["bc"]
     switches = [f"--{'' if bc[key] else 'no-'}{key.replace('_', '-')}" for key in ("channels_last", "compile") if key in bc]
-    return SpeedFlags(" ".join([f"--resume-every-s {bc['resume_every_s']} --device {bc['device']}", *switches]))
+    return SpeedFlags(" ".join([f"--resume-every-s {bc['resume_every_s']} --device {bc['device']} "
+                                f"--max-epochs {bc['max_epochs']}", *switches]))
 
 
 def evaluation_speed(section):
