@@ -6,6 +6,10 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
+# The report's front page: the study, its configuration and its headline numbers.
+report: "workflow/report/frontpage.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -14,6 +18,7 @@ include: "workflow/rules/fit.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/forecast.smk"
 include: "workflow/rules/published.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -5,7 +5,7 @@ import pytest
 import xarray as xr
 from test_scaling import synthetic_results
 
-from ilscaling.plots import FIGURE_STEMS, budget_text, plot_all, plot_game, saturating_fit
+from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM, budget_text, overview_figure, plot_all, plot_game, saturating_fit
 from ilscaling.scaling import FitConfig, write_fits
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,13 +38,33 @@ def study(tmp_path_factory):
 def test_plot_all_writes_every_figure_of_every_game(study):
     paths = plot_all(study / "results.nc", study / "fits.nc", study / "figures")
     expected = {study / "figures" / game / f"{stem}.{ext}"
-                for game in ("Clean", "Awkward") for stem in FIGURE_STEMS for ext in ("png", "pdf")}
+                for game in ("Clean", "Awkward") for stem in (OVERVIEW_STEM, *FIGURE_STEMS) for ext in ("png", "pdf")}
     assert set(paths) == expected
     for path in expected:
         head = path.read_bytes()[:8]
         assert path.stat().st_size > 5000
         assert head == PNG_SIGNATURE if path.suffix == ".png" else head.startswith(b"%PDF")
     assert not list((study / "figures").rglob(".*"))  # no temporary files left
+
+
+def test_the_laws_at_a_glance_carry_each_fitted_exponent(study):
+    """One page per game: the loss's isoFLOP profiles, L_min(C), N_opt(C), return vs loss; each law's
+    title gives its fitted exponent, interval and R², and the axes name the loss metric."""
+    with xr.open_dataset(study / "results.nc") as results, xr.open_dataset(study / "fits.nc") as fits:
+        results, fits = results.load(), fits.load()
+    for game in ("Clean", "Awkward"):
+        profiles, frontier, allocation, returns = overview_figure(results, fits, game).axes[:4]
+        assert profiles.get_title().startswith("isoFLOP profiles of the held-out loss")
+        assert len(profiles.collections) >= 2 * len(BUDGETS)  # per budget: the points and the optimum's star
+        for ax, quantity in ((frontier, "l_min"), (allocation, "n_opt"), (returns, "return_vs_loss")):
+            law = fits["law"].sel(game=game, quantity=quantity)
+            slope, lo, hi, r2 = (float(law.sel(stat=s)) for s in ("slope", "slope_lo", "slope_hi", "r2"))
+            assert f"exponent {slope:.3f} [{lo:.3f}, {hi:.3f}] (95% CI), R² = {r2:.3f}" in ax.get_title(), ax.get_title()
+        assert profiles.get_ylabel() == "held-out loss (cross entropy)"
+        assert frontier.get_ylabel().endswith("(cross entropy)") and returns.get_xlabel().endswith("(cross entropy)")
+    renamed = fits.assign(loss_metric=("game", ["accuracy loss", "accuracy loss"]))
+    profiles, frontier, _, returns = overview_figure(results, renamed, "Clean").axes[:4]
+    assert all("(accuracy loss)" in label for label in (profiles.get_ylabel(), frontier.get_ylabel(), returns.get_xlabel()))
 
 
 def test_figure_stems_are_the_workflow_names():

@@ -6,7 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from workflow_checks import check_study_outputs, load_config
+from test_scaling import synthetic_results
+from workflow_checks import check_report, check_study_outputs, load_config, report_parts
+
+from ilscaling.config import games_of
+from ilscaling.frontpage import write_laws_rst
+from ilscaling.plots import plot_all
+from ilscaling.scaling import FitConfig, write_fits
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
@@ -30,6 +36,8 @@ def test_smoke_study_end_to_end(tmp_path):
     report = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "--report", "report.html")
     assert report.returncode == 0 and (tmp_path / "report.html").stat().st_size > 10**6, report.stderr[-3000:]
     assert "summary.md" in (tmp_path / "report.html").read_text(errors="replace")
+    check_report(tmp_path / "report.html", tmp_path / "results/scaling/fits.nc", games_of(load_config(ROOT / "configs/smoke.yaml")))
+    assert "No forecast verdicts yet" not in report_parts(tmp_path / "report.html")[0]
 
 
 # Settings that change how fast jobs run (or what they keep, or guard), never what they compute.
@@ -101,3 +109,23 @@ rule evaluate:
 def test_the_report_of_an_unfinished_study_shows_what_is_done(tmp_path):
     run = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "--report", "report.html")
     assert run.returncode == 0 and (tmp_path / "report.html").is_file(), run.stdout[-3000:] + run.stderr[-3000:]
+    front, categories = report_parts(tmp_path / "report.html")
+    assert "Breakout" in front and "FLOP budgets 1e9, 3e9, 1e10" in front and "No laws yet" in front
+    assert categories == {}
+
+
+def test_the_report_opens_on_the_front_page_and_the_laws_at_a_glance(tmp_path):
+    """A study whose fits, figures and table of laws are made (the workflow's own code, on synthetic
+    sweeps of the smoke games, in place of training): the front page shows the fitted exponents and
+    the laws at a glance come first among the results."""
+    games = games_of(load_config(ROOT / "configs/smoke.yaml"))
+    scaling = tmp_path / "results" / "scaling"
+    scaling.mkdir(parents=True)
+    synthetic_results(games=tuple(games), budgets=(1e15, 1e16, 1e17, 1e18), noise=0.01).to_netcdf(scaling / "results.nc")
+    write_fits(scaling / "results.nc", scaling / "fits.nc", scaling / "summary.md", FitConfig(bootstrap=50))
+    plot_all(scaling / "results.nc", scaling / "fits.nc", tmp_path / "results" / "figures")
+    write_laws_rst(scaling / "fits.nc", tmp_path / "results" / "report" / "headline_laws.rst")
+    run = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "--report", "report.html")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    check_report(tmp_path / "report.html", scaling / "fits.nc", games)
+    assert "No forecast verdicts yet" in report_parts(tmp_path / "report.html")[0]

@@ -2,7 +2,9 @@
 Slurm: test_slurm.py). What to expect is derived from the study's config (its games, each game's
 family and sweep grid), so the checks follow the config when games are added."""
 
+import json
 import math
+import re
 from pathlib import Path
 
 import xarray as xr
@@ -10,7 +12,7 @@ import xarray as xr
 from ilscaling.config import NETHACK, forecast_budget, forecast_episodes, games_of, load_config, sweep_runs
 from ilscaling.flops import budget_label
 from ilscaling.io import read_json
-from ilscaling.plots import FIGURE_STEMS
+from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +37,7 @@ def check_study_outputs(workdir, config: dict) -> None:
         folder, data = game_files(config, game)
         for path in data:
             assert (results / folder / path).exists(), f"{folder}/{path}"
-        for stem in FIGURE_STEMS:
+        for stem in (OVERVIEW_STEM, *FIGURE_STEMS):
             for ext in ("png", "pdf"):
                 assert (results / "figures" / game / f"{stem}.{ext}").stat().st_size > 1000, f"{game}: {stem}"
         runs = sweep_runs(config, game)
@@ -89,3 +91,28 @@ def check_forecast_outputs(results: Path, config: dict) -> None:
     report = (results / "forecast" / "verdict.md").read_text()
     assert all(f"## {game}" in report for game in games_of(config))
     assert "not produced by this run" in report
+
+
+def report_parts(html_path) -> tuple[str, dict]:
+    """The front page (html) and the results' categories {category: {subcategory: [paths]}} of a
+    `snakemake --report` html file (the data its page script shows)."""
+    text = Path(html_path).read_text()
+    front = json.loads(re.search(r"var workflow_desc = (.*?);\n", text).group(1))
+    categories = json.loads(re.search(r"var categories = (.*?);\n", text).group(1))
+    return front, categories
+
+
+def check_report(html_path, fits_nc, games: list[str]) -> None:
+    """The report of a study with its fits and figures made: the front page shows the fitted laws'
+    exponents, and the laws at a glance of every game are the first results of its menu."""
+    front, categories = report_parts(html_path)
+    assert "Scaling laws for imitation learning" in front and "No laws yet" not in front
+    with xr.open_dataset(fits_nc) as fits:
+        for game in games:
+            for quantity in ("n_opt", "l_min"):
+                law = fits["law"].sel(game=game, quantity=quantity)
+                lo, hi = float(law.sel(stat="slope_lo")), float(law.sel(stat="slope_hi"))
+                assert f"<td>{float(law.sel(stat='slope')):.3f}</td>\n<td>[{lo:.3f}, {hi:.3f}]</td>" in front, (game, quantity)
+    first = sorted(categories, key=str.casefold)[0]  # the menu sorts categories alphabetically (localeCompare)
+    paths = [path for items in categories[first].values() for path in items]
+    assert sorted(paths) == sorted(f"results/figures/{game}/{OVERVIEW_STEM}.png" for game in games), categories

@@ -198,6 +198,18 @@ def cmd_forecast_report(args):
     print(write_verdict_report(args.verdicts, args.out, json.loads(args.references)))
 
 
+def cmd_headline_laws(args):
+    from ilscaling.frontpage import write_laws_rst
+
+    print(write_laws_rst(args.fits, args.out))
+
+
+def cmd_headline_forecast(args):
+    from ilscaling.frontpage import write_verdicts_rst
+
+    print(write_verdicts_rst(args.verdicts, args.out))
+
+
 def cmd_propose_grid(args):
     import yaml
 
@@ -363,6 +375,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--references", default="[]", help="JSON list of {game, quantity, value, source, label}")
     p.set_defaults(func=cmd_forecast_report)
+
+    p = commands.add_parser("headline-laws", help="the report front page's table of fitted laws (reStructuredText)")
+    p.add_argument("--fits", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_headline_laws)
+
+    p = commands.add_parser("headline-forecast", help="the report front page's table of forecast verdicts (reStructuredText)")
+    p.add_argument("--verdicts", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_headline_forecast)
 
     p = commands.add_parser("propose-grid", help="print a sweep grid around the expected optimum")
     p.add_argument("--configfile", default="config.yaml")

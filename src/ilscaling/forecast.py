@@ -261,8 +261,17 @@ def _game_section(verdict: dict) -> list[str]:
     return lines + [""]
 
 
+VERDICT_COLUMNS = ("game", "C*", "width", "predicted loss [interval]", "measured loss", "predicted return [interval]",
+                   "measured return")
+
+
 def _closing_row(verdict: dict, method: str = "vertex") -> str:
     """One game in the summary table: predicted [interval] and measured (in or out) loss and return."""
+    return "| " + " | ".join(verdict_cells(verdict, method)) + " |"
+
+
+def verdict_cells(verdict: dict, method: str = "vertex") -> list[str]:
+    """Game, C*, width, then predicted [interval] and measured (in or out, relative error) loss and return."""
     checks = {c["quantity"]: c for c in verdict["checks"] if c["method"] == method}
     cells = []
     for quantity in QUANTITIES:
@@ -274,7 +283,7 @@ def _closing_row(verdict: dict, method: str = "vertex") -> str:
         interval = f" [{_num(c['lo'])}, {_num(c['hi'])}]" if c["lo"] is not None else ""
         cells += [f"{_num(c['predicted'])}{interval}", f"{_num(measured)} ({_inside_text(c['inside'])}, "
                                                        f"{_percent(c['relative_error'])})"]
-    return f"| {verdict['game']} | {budget_text(verdict['budget'])} | w{verdict['width']} | " + " | ".join(cells) + " |"
+    return [verdict["game"], budget_text(verdict["budget"]), f"w{verdict['width']}", *cells]
 
 
 def verdict_markdown(verdicts: list[dict], references: list[dict]) -> str:
@@ -283,8 +292,7 @@ def verdict_markdown(verdicts: list[dict], references: list[dict]) -> str:
              "Each game's compute-optimal agent at the forecast budget C*, predicted from the sweep's fits, "
              "trained for exactly C* FLOPs and measured with the sweep's loss and return protocol (more games).", "",
              "Predicted (isoFLOP/vertex method) vs measured:", "",
-             "| game | C* | width | predicted loss [interval] | measured loss | predicted return [interval] | "
-             "measured return |", "|---|---|---|---|---|---|---|"]
+             "| " + " | ".join(VERDICT_COLUMNS) + " |", "|---" * len(VERDICT_COLUMNS) + "|"]
     lines += [_closing_row(v) for v in verdicts] + [""]
     for verdict in verdicts:
         lines += _game_section(verdict)

@@ -1,6 +1,7 @@
 """Figures of one game, drawn from the results and fits files alone (nothing is refitted).
 
-Every figure is written as PNG and PDF under the stems of FIGURE_STEMS. Parabolas come from
+Every figure is written as PNG and PDF under the stems of FIGURE_STEMS, and OVERVIEW_STEM, the
+page of a game's headline laws drawn by the same per-panel code. Parabolas come from
 the stored quadratic coefficients and power-law lines and bands from the stored fit
 statistics (`ilscaling.scaling.law_fit`), so a figure always shows exactly what was fitted.
 """
@@ -25,10 +26,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from ilscaling.scaling import (LINEAR_IN_LOG10_X, FitConfig, budget_text, law_fit, saturating_fit, seed_means)
+from ilscaling.scaling import (LINEAR_IN_LOG10_X, FitConfig, _format_interval, budget_text, law_fit, saturating_fit,
+                               seed_means)
 
 FIGURE_STEMS = ("isoflop_loss", "isoflop_return", "optimal_params", "optimal_samples", "loss_frontier",
                 "return_frontier", "return_vs_loss", "allocation")
+OVERVIEW_STEM = "laws_at_a_glance"  # the page of the headline laws (plot_game writes it beside FIGURE_STEMS)
 RAW_COLOUR = "#b35806"
 PARAMETRIC_COLOUR = "#1b7837"
 HOLDOUT_COLOUR = "#6a3d9a"
@@ -102,13 +105,22 @@ class BudgetColours:
         bar.set_ticks(shown, labels=[budget_text(b) for b in shown])
 
 
+def _empty_panel(ax, message: str) -> None:
+    """An axes that says why it has nothing to show."""
+    ax.text(0.5, 0.5, textwrap.fill(message, 40), ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
 def _empty_figure(out_dir: Path, stem: str, message: str) -> list[Path]:
     """A figure that says why it has nothing to show (the file set stays complete)."""
     fig = _new_figure()
-    ax = fig.add_subplot()
-    ax.text(0.5, 0.5, textwrap.fill(message, 40), ha="center", va="center", transform=ax.transAxes)
-    ax.set_axis_off()
+    _empty_panel(fig.add_subplot(), message)
     return _save(fig, out_dir, stem)
+
+
+def loss_metric_name(fits: xr.Dataset, game: str) -> str:
+    """The held-out loss the fits were made on: fits' `loss_metric` (game) where recorded, else cross entropy."""
+    return str(fits["loss_metric"].sel(game=game).item()) if "loss_metric" in fits else "cross entropy"
 
 
 def _sel(data, **where):
@@ -139,19 +151,18 @@ def _scalar(data: xr.Dataset, name: str, **where) -> float:
 # isoFLOP profiles
 # ---------------------------------------------------------------------------------------------
 
-def _plot_isoflop(results: xr.Dataset, fits: xr.Dataset, game: str, metric: str, out_dir: Path) -> list[Path]:
-    """One curve per budget: points, dashed parabola, optimum; edge budgets hollow."""
+def _draw_isoflop(ax, results: xr.Dataset, fits: xr.Dataset, game: str, metric: str) -> list[Line2D] | None:
+    """On `ax`, one curve per budget: points, dashed parabola, optimum; edge budgets hollow; a
+    colour bar of the budgets. Returns the legend's handles, or None when there is no value."""
     means = seed_means(results.sel(game=game))
     response = means[metric]
     budgets = [c for c in means["flops"].values if np.isfinite(response.sel(flops=c).values).any()]
     if not budgets:
-        return _empty_figure(out_dir, f"isoflop_{metric}", f"{game}: no {metric} values in the results")
+        return None
     colours = BudgetColours(budgets)
     loss_metric = metric == "loss"
     optimum_x = "n_opt" if loss_metric else "n_opt_return"
     optimum_y = "l_min" if loss_metric else "r_max"
-    fig = _new_figure(5.6, 4.6)
-    ax = fig.add_subplot()
     any_edge = any_skipped = False
     for budget in budgets:
         colour = colours(budget)
@@ -180,10 +191,8 @@ def _plot_isoflop(results: xr.Dataset, fits: xr.Dataset, game: str, metric: str,
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
     ax.set_xlabel("parameters N")
-    ax.set_ylabel("held-out loss (cross entropy)" if loss_metric else "mean episode return")
-    what = "held-out loss" if loss_metric else "return"
-    ax.set_title(f"{game}: isoFLOP profiles of {what}")
-    colours.colorbar(fig, ax)
+    ax.set_ylabel(f"held-out loss ({loss_metric_name(fits, game)})" if loss_metric else "mean episode return")
+    colours.colorbar(ax.get_figure(), ax)
 
     handles = [Line2D([], [], ls="--", color="grey", label="quadratic fit in log10 N"),
                Line2D([], [], ls="", marker="*", ms=11, mfc="grey", mec="black",
@@ -194,6 +203,17 @@ def _plot_isoflop(results: xr.Dataset, fits: xr.Dataset, game: str, metric: str,
         min_sizes = FitConfig.from_attrs(fits.attrs).min_sizes_per_budget
         handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey",
                               label=f"skipped: fewer than {min_sizes} sizes"))
+    return handles
+
+
+def _plot_isoflop(results: xr.Dataset, fits: xr.Dataset, game: str, metric: str, out_dir: Path) -> list[Path]:
+    """isoflop_`metric`: the isoFLOP profiles of one game."""
+    fig = _new_figure(5.6, 4.6)
+    ax = fig.add_subplot()
+    handles = _draw_isoflop(ax, results, fits, game, metric)
+    if handles is None:
+        return _empty_figure(out_dir, f"isoflop_{metric}", f"{game}: no {metric} values in the results")
+    ax.set_title(f"{game}: isoFLOP profiles of {'held-out loss' if metric == 'loss' else 'return'}")
     fig.legend(handles=handles, loc="outside lower center", ncols=1, frameon=False, fontsize="small")
     return _save(fig, out_dir, f"isoflop_{metric}")
 
@@ -282,9 +302,11 @@ def _draw_law(ax, fits: xr.Dataset, game: str, quantity: str, x_grid: np.ndarray
                         label=f"{100 * confidence:g}% confidence band", zorder=1)
 
 
-def _plot_compute_law(fits: xr.Dataset, game: str, quantity: str, metric: str, stem: str, ylabel: str,
-                      out_dir: Path, expert_return: float | None = None) -> list[Path]:
-    """Per-budget optima (hollow if edge, grey if not used) with the power law and its band."""
+def _draw_compute_law(ax, fits: xr.Dataset, game: str, quantity: str, metric: str, ylabel: str,
+                      expert_return: float | None = None, methods: bool = True) -> tuple[list, list[str]]:
+    """On `ax`, per-budget optima (hollow if edge, grey if not used) with the power law and its band,
+    and with `methods` the other methods' optima and laws, the holdout refit and the forecast at C*.
+    Returns the legend's handles and labels."""
     game_fits = fits.sel(game=game)
     budgets = game_fits["flops"].values.astype(float)
     values = game_fits[quantity].values
@@ -292,9 +314,6 @@ def _plot_compute_law(fits: xr.Dataset, game: str, quantity: str, metric: str, s
     edge = game_fits["edge"].sel(metric=metric).values.astype(bool)
     used = game_fits["used_in_fit"].sel(metric=metric).values.astype(bool)
     shown = np.isfinite(values)
-
-    fig = _new_figure()
-    ax = fig.add_subplot()
     colours = BudgetColours(budgets[shown] if shown.any() else budgets)
     for c, v, l, h, e, u in zip(budgets[shown], values[shown], lo[shown], hi[shown], edge[shown], used[shown]):
         colour = colours(c) if u else "grey"
@@ -311,7 +330,7 @@ def _plot_compute_law(fits: xr.Dataset, game: str, quantity: str, metric: str, s
         x_grid = np.geomspace(x_grid.min(), max(x_grid.max(), forecast_budget * 1.5), 200)
     shift = float(fits["return_shift"].sel(game=game)) if quantity == "r_max" and "return_shift" in fits else 0.0
     _draw_law(ax, fits, game, quantity, x_grid, _law_label(fits, game, quantity, symbol), shift=shift)
-    if "laws" in fits:
+    if methods and "laws" in fits:
         _draw_method_extras(ax, fits, game, quantity, metric, x_grid, shift)
     if expert_return is not None and np.isfinite(expert_return):
         ax.axhline(expert_return, ls="--", color="black", lw=1.2, label="expert")
@@ -323,7 +342,6 @@ def _plot_compute_law(fits: xr.Dataset, game: str, quantity: str, metric: str, s
             _plain_log_ticks(ax.yaxis)
     ax.set_xlabel("compute budget C (FLOPs)")
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{game}: ${symbol}$ vs compute")
     handles, labels = ax.get_legend_handles_labels()
     if edge[shown].any():
         handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey"))
@@ -331,6 +349,16 @@ def _plot_compute_law(fits: xr.Dataset, game: str, quantity: str, metric: str, s
     if (~used[shown]).any():
         handles.append(Line2D([], [], ls="", marker="o", mfc="grey", mec="grey"))
         labels.append("not used in the power-law fit")
+    return handles, labels
+
+
+def _plot_compute_law(fits: xr.Dataset, game: str, quantity: str, metric: str, stem: str, ylabel: str,
+                      out_dir: Path, expert_return: float | None = None) -> list[Path]:
+    """`stem`: one power law in compute of one game, with every method's optima."""
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    handles, labels = _draw_compute_law(ax, fits, game, quantity, metric, ylabel, expert_return)
+    ax.set_title(f"{game}: ${LAW_SYMBOLS[quantity]}$ vs compute")
     fig.legend(handles, labels, loc="outside lower center", frameon=False, fontsize="small")
     return _save(fig, out_dir, stem)
 
@@ -339,13 +367,14 @@ def _plot_compute_law(fits: xr.Dataset, game: str, quantity: str, metric: str, s
 # Return vs loss
 # ---------------------------------------------------------------------------------------------
 
-def _plot_return_vs_loss(results: xr.Dataset, fits: xr.Dataset, game: str, out_dir: Path) -> list[Path]:
-    """Every seed-averaged (loss, return) point coloured by budget, with R = a (1/L)^k."""
+def _draw_return_vs_loss(ax, results: xr.Dataset, fits: xr.Dataset, game: str) -> bool:
+    """On `ax`, every seed-averaged (loss, return) point coloured by budget, with R = a (1/L)^k, the
+    saturating law and a colour bar of the budgets. False (nothing drawn) when no run has both."""
     means = seed_means(results.sel(game=game)[["loss", "return"]])
     table = means.to_dataframe().dropna(subset=["loss", "return"]).reset_index()
-    fig = _new_figure()
-    ax = fig.add_subplot()
-    colours = BudgetColours(table["flops"].unique() if len(table) else means["flops"].values)
+    if not len(table):
+        return False
+    colours = BudgetColours(table["flops"].unique())
     positive = table["return"] > 0
     ax.scatter(table["loss"][positive], table["return"][positive], s=22, zorder=3,
                c=[colours(c) for c in table["flops"][positive]])
@@ -354,8 +383,6 @@ def _plot_return_vs_loss(results: xr.Dataset, fits: xr.Dataset, game: str, out_d
                    edgecolors=[colours(c) for c in table["flops"][~positive]], linewidths=1.2)
         ax.scatter([], [], facecolors="none", edgecolors="grey",
                    label=f"return ≤ 0 (excluded from fit, n={int((~positive).sum())})")
-    if not len(table):
-        return _empty_figure(out_dir, "return_vs_loss", f"{game}: no run has both a loss and a return")
     shift = float(fits["return_shift"].sel(game=game)) if "return_shift" in fits else 0.0
     x_grid = np.geomspace(table["loss"].min() / 1.05, table["loss"].max() * 1.05, 200)
     _draw_law(ax, fits, game, "return_vs_loss", x_grid, _law_label(fits, game, "return_vs_loss", "R", "(1/L)"),
@@ -386,10 +413,19 @@ def _plot_return_vs_loss(results: xr.Dataset, fits: xr.Dataset, game: str, out_d
     # The axis follows the points: an undetermined law's band (up to 1e244 here once) would
     # otherwise squash them into a line; a band that fills the panel says as much.
     ax.set_ylim(*limits)
-    ax.set_xlabel("held-out loss L (cross entropy)")
+    ax.set_xlabel(f"held-out loss L ({loss_metric_name(fits, game)})")
     ax.set_ylabel("mean episode return R")
+    colours.colorbar(ax.get_figure(), ax)
+    return True
+
+
+def _plot_return_vs_loss(results: xr.Dataset, fits: xr.Dataset, game: str, out_dir: Path) -> list[Path]:
+    """return_vs_loss: the return-vs-loss law of one game."""
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    if not _draw_return_vs_loss(ax, results, fits, game):
+        return _empty_figure(out_dir, "return_vs_loss", f"{game}: no run has both a loss and a return")
     ax.set_title(f"{game}: return vs loss")
-    colours.colorbar(fig, ax)
     fig.legend(loc="outside lower center", frameon=False, fontsize="small")
     return _save(fig, out_dir, "return_vs_loss")
 
@@ -436,6 +472,54 @@ def _plot_allocation(fits: xr.Dataset, game: str, out_dir: Path) -> list[Path]:
     level = f"{100 * FitConfig.from_attrs(fits.attrs).confidence:g}%"
     fig.suptitle(f"{game}: compute-optimal allocation by method ({level} intervals)")
     return _save(fig, out_dir, "allocation")
+
+
+# ---------------------------------------------------------------------------------------------
+# The laws at a glance: one page per game (as the paper's Figure 1)
+# ---------------------------------------------------------------------------------------------
+
+def _law_headline(fits: xr.Dataset, game: str, quantity: str, formula: str) -> str:
+    """`formula` (mathtext), then the vertex law's fitted exponent with its interval and R², or why it is not fitted."""
+    if law_fit(fits, game, quantity) is None:
+        return f"{formula}: not fitted"
+    row = fits["law"].sel(game=game, quantity=quantity)
+    name = "slope" if str(fits["law_form"].sel(game=game, quantity=quantity).item()) == LINEAR_IN_LOG10_X else "exponent"
+    interval = _format_interval(row)
+    level = f"{100 * FitConfig.from_attrs(fits.attrs).confidence:g}% CI"
+    spread = f"{interval} ({level})" if interval != "n/a" else "(no interval: 2 points)"
+    return f"{formula}\n{name} {float(row.sel(stat='slope')):.3f} {spread}, R² = {float(row.sel(stat='r2')):.3f}"
+
+
+def _loss_frontier_label(fits: xr.Dataset, game: str) -> str:
+    return f"minimum held-out loss $L_{{min}}$ ({loss_metric_name(fits, game)})"
+
+
+def overview_figure(results: xr.Dataset, fits: xr.Dataset, game: str) -> Figure:
+    """One game's laws on one page: the isoFLOP profiles of the loss with their parabolas and optima,
+    L_min(C) and N_opt(C) with their power laws and bands, and return vs loss with its law; each law's
+    exponent, interval and R² in its panel's title (the single figures' drawing code, panel by panel)."""
+    fig = _new_figure(12.0, 10.0)
+    (profiles, frontier), (allocation, returns) = fig.subplots(2, 2)
+    handles = _draw_isoflop(profiles, results, fits, game, "loss")
+    if handles is None:
+        _empty_panel(profiles, f"{game}: no loss values in the results")
+    else:
+        profiles.set_title("isoFLOP profiles of the held-out loss\n(colour: budget; dashed: parabola; star: its optimum)")
+        profiles.legend(handles=handles, fontsize="x-small", frameon=False)
+    for ax, quantity, formula, ylabel in (
+            (frontier, "l_min", r"$L_{min} \propto C^{a}$", _loss_frontier_label(fits, game)),
+            (allocation, "n_opt", r"$N_{opt} \propto C^{a}$", "loss-optimal parameters $N_{opt}$")):
+        handles, labels = _draw_compute_law(ax, fits, game, quantity, "loss", ylabel, methods=False)
+        ax.set_title(_law_headline(fits, game, quantity, formula))
+        ax.legend(handles, labels, fontsize="x-small", frameon=False)
+    if _draw_return_vs_loss(returns, results, fits, game):
+        returns.set_title(_law_headline(fits, game, "return_vs_loss", r"$R \propto (1/L)^{k}$"))
+        returns.legend(fontsize="x-small", frameon=False)
+    else:
+        _empty_panel(returns, f"{game}: no run has both a loss and a return")
+    level = f"{100 * FitConfig.from_attrs(fits.attrs).confidence:g}%"
+    fig.suptitle(f"{game}: the scaling laws at a glance (isoFLOP vertex method; {level} intervals)", fontsize="large")
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,20 +606,21 @@ def plot_forecast(fits: xr.Dataset, verdict: dict, out_dir: Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 
 def plot_game(results: xr.Dataset, fits: xr.Dataset, game: str, out_dir: Path) -> list[Path]:
-    """All FIGURE_STEMS of one game as PNG and PDF in out_dir; returns the written paths."""
+    """OVERVIEW_STEM and all FIGURE_STEMS of one game as PNG and PDF in out_dir; returns the written paths."""
     if game not in set(map(str, fits["game"].values)) or game not in set(map(str, results["game"].values)):
         raise ValueError(f"game {game!r} is not in both the results and the fits file")
     out_dir = Path(out_dir)
     expert = float(results["expert_return"].sel(game=game)) if "expert_return" in results else float("nan")
     paths = []
     with sns.axes_style("ticks"), sns.plotting_context("paper", font_scale=1.1):
+        paths += _save(overview_figure(results, fits, game), out_dir, OVERVIEW_STEM)
         paths += _plot_isoflop(results, fits, game, "loss", out_dir)
         paths += _plot_isoflop(results, fits, game, "return", out_dir)
         paths += _plot_compute_law(fits, game, "n_opt", "loss", "optimal_params", "loss-optimal parameters $N_{opt}$",
                                    out_dir)
         paths += _plot_compute_law(fits, game, "d_opt", "loss", "optimal_samples",
                                    "training samples at $N_{opt}$ ($D_{opt}$)", out_dir)
-        paths += _plot_compute_law(fits, game, "l_min", "loss", "loss_frontier", "minimum held-out loss $L_{min}$",
+        paths += _plot_compute_law(fits, game, "l_min", "loss", "loss_frontier", _loss_frontier_label(fits, game),
                                    out_dir)
         paths += _plot_compute_law(fits, game, "r_max", "return", "return_frontier", "maximum return $R_{max}$",
                                    out_dir, expert_return=expert)
@@ -545,7 +630,7 @@ def plot_game(results: xr.Dataset, fits: xr.Dataset, game: str, out_dir: Path) -
 
 
 def plot_all(results_nc: str | os.PathLike, fits_nc: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
-    """Figures of every game of the fits file, in out_dir/<game>/<stem>.png|.pdf."""
+    """Figures of every game of the fits file (plot_game), in out_dir/<game>/<stem>.png|.pdf."""
     from ilscaling.io import open_netcdf
 
     with open_netcdf(results_nc, "results") as results, open_netcdf(fits_nc, "fits") as fits:

@@ -10,7 +10,7 @@ from ilscaling.config import (NETHACK, batched_groups, forecast_budget, forecast
                               validate_config, sweep_runs)
 from ilscaling.flops import budget_label
 from ilscaling.games.atari import num_actions
-from ilscaling.plots import FIGURE_STEMS
+from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
 
 
 validate_config(config)
@@ -208,7 +208,7 @@ def nethack_ttyrecs(wildcards):
 
 
 def figure_files(ext):
-    return expand(RES + "/figures/{game}/{stem}.{ext}", game=GAMES, stem=FIGURE_STEMS, ext=ext)
+    return expand(RES + "/figures/{game}/{stem}.{ext}", game=GAMES, stem=(OVERVIEW_STEM, *FIGURE_STEMS), ext=ext)
 
 
 def all_outputs():
@@ -216,6 +216,7 @@ def all_outputs():
         RES + "/scaling/results.nc",
         RES + "/scaling/fits.nc",
         RES + "/scaling/summary.md",
+        RES + "/report/headline_laws.rst",  # report.smk: the front page's table of laws
         *figure_files("png"),
         *figure_files("pdf"),
         *forecast_outputs(),  # forecast.smk: the forecast agent's verdicts, when forecast.enabled

@@ -1,5 +1,7 @@
 # Figures of each game, regenerated from the results and fits files (no refitting).
 
+OVERVIEW_CATEGORY = "At a glance"  # sorts before every other category of the report
+
 
 rule plot_game:
     input:
@@ -13,6 +15,14 @@ rule plot_game:
             caption="../report/figure.rst",
         ),
         pdf=expand(RES + "/figures/{{game}}/{stem}.pdf", stem=FIGURE_STEMS),
+        # The laws at a glance open the report's results: its menu lists categories alphabetically.
+        overview=report_if_made(
+            RES + "/figures/{game}/" + OVERVIEW_STEM + ".png",
+            category=OVERVIEW_CATEGORY,
+            labels=lambda wildcards: {"game": wildcards.game},
+            caption="../report/overview.rst",
+        ),
+        overview_pdf=RES + "/figures/{game}/" + OVERVIEW_STEM + ".pdf",
     log:
         "logs/{game}/plot_game.log",
     benchmark:

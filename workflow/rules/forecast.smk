@@ -69,6 +69,7 @@ def forecast_outputs():
     return [
         *expand(FORECAST_DIR + "/{name}", game=GAMES, name=("forecast.json", "verdict.json", "forecast.png", "forecast.pdf")),
         RES + "/forecast/verdict.md",
+        RES + "/report/headline_forecast.rst",  # report.smk: the front page's table of verdicts
     ]
 
 

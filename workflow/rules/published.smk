@@ -53,12 +53,12 @@ rule plot_published_game:
         fits=PUB + "/fits.nc",
     output:
         png=report(
-            expand(PUB + "/figures/{{game}}/{stem}.png", stem=FIGURE_STEMS),
+            expand(PUB + "/figures/{{game}}/{stem}.png", stem=(OVERVIEW_STEM, *FIGURE_STEMS)),
             category="Published figures",
             subcategory="{game}",
             caption="../report/figure.rst",
         ),
-        pdf=expand(PUB + "/figures/{{game}}/{stem}.pdf", stem=FIGURE_STEMS),
+        pdf=expand(PUB + "/figures/{{game}}/{stem}.pdf", stem=(OVERVIEW_STEM, *FIGURE_STEMS)),
     log:
         "logs/published/{game}/plot.log",
     conda:
@@ -73,4 +73,4 @@ rule published:
         PUB + "/results.nc",
         PUB + "/fits.nc",
         PUB + "/summary.md",
-        expand(PUB + "/figures/{game}/{stem}.{ext}", game=PUBLISHED_GAMES, stem=FIGURE_STEMS, ext=("png", "pdf")),
+        expand(PUB + "/figures/{game}/{stem}.{ext}", game=PUBLISHED_GAMES, stem=(OVERVIEW_STEM, *FIGURE_STEMS), ext=("png", "pdf")),

@@ -1,0 +1,32 @@
+# The headline numbers of the report's front page (workflow/report/frontpage.rst, the Snakefile's
+# `report:`), as reStructuredText tables; the front page takes in each once it is a report item.
+
+
+rule headline_laws:
+    input:
+        RES + "/scaling/fits.nc",
+    output:
+        report_if_made(RES + "/report/headline_laws.rst", category="Fits", caption="../report/headline.rst"),
+    log:
+        "logs/headline_laws.log",
+    benchmark:
+        RES + "/benchmarks/headline_laws.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "{ILSCALING} headline-laws --fits {input} --out {output} > {log} 2>&1"
+
+
+rule headline_forecast:
+    input:
+        expand(RES + "/forecast/{game}/verdict.json", game=GAMES),
+    output:
+        report_if_made(RES + "/report/headline_forecast.rst", category="Forecast", caption="../report/headline.rst"),
+    log:
+        "logs/headline_forecast.log",
+    benchmark:
+        RES + "/benchmarks/headline_forecast.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "{ILSCALING} headline-forecast --verdicts {input} --out {output} > {log} 2>&1"
