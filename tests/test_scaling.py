@@ -253,6 +253,11 @@ def test_missing_variable_is_rejected():
 def test_fit_config_validates():
     with pytest.raises(ValueError, match="min_sizes_per_budget"):
         FitConfig(min_sizes_per_budget=2)
+    # These two checks once sat after a `return` and never ran.
+    with pytest.raises(ValueError, match="negative_returns.*'drop'"):
+        FitConfig(negative_returns="drop")
+    with pytest.raises(ValueError, match="bootstrap must be >= 0, got -1"):
+        FitConfig(bootstrap=-1)
 
 
 # --- files ------------------------------------------------------------------------------------

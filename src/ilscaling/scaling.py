@@ -79,7 +79,7 @@ class FitConfig:
     forecast_factor: float = 10.0  # C* = this x each game's largest budget (where forecast_budget is 0)
     forecast_budgets: str = ""  # per-game C*, "Game=1e13,Game=5e13": overrides the two above for those games
     negative_returns: str = "exclude"  # returns <= 0 in log fits: "exclude" them, or "shift" all returns
-    bootstrap: int = 1000  # resamples of the parametric fit L(N, D)
+    bootstrap: int = 1000  # resamples of the parametric fit L(N, D) and of the saturating loss law E + A C^b
     bootstrap_seed: int = 0
 
     def __post_init__(self):
@@ -97,6 +97,10 @@ class FitConfig:
                              f"got {self.forecast_budget}")
         if not self.forecast_factor > 0:
             raise ValueError(f"forecast_factor must be > 0, got {self.forecast_factor}")
+        if self.negative_returns not in NEGATIVE_RETURN_MODES:
+            raise ValueError(f"negative_returns must be one of {NEGATIVE_RETURN_MODES}, got {self.negative_returns!r}")
+        if self.bootstrap < 0:
+            raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
         self.game_forecast_budgets()  # raises on a malformed spec
 
     def game_forecast_budgets(self) -> dict[str, float]:
@@ -116,10 +120,6 @@ class FitConfig:
     def forecast_budget_of(self, game: str, largest_budget: float) -> float:
         """C* of one game: its own budget, else forecast_budget, else forecast_factor x its largest budget."""
         return self.game_forecast_budgets().get(game) or self.forecast_budget or self.forecast_factor * largest_budget
-        if self.negative_returns not in NEGATIVE_RETURN_MODES:
-            raise ValueError(f"negative_returns must be one of {NEGATIVE_RETURN_MODES}, got {self.negative_returns!r}")
-        if self.bootstrap < 0:
-            raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
 
     def to_attrs(self) -> dict:
         """NetCDF attributes (no booleans there, so flags become 0/1)."""
