@@ -115,7 +115,7 @@ def test_config_files_that_cannot_be_read_are_named(tmp_path):
 
 def test_defaults_are_filled_in():
     config = validate_config(_broken(lambda c: c.pop("fit")))
-    assert config["fit"]["exclude_edge_budgets"] is False and config["fit"]["min_sizes_per_budget"] == 3
+    assert config["fit"]["exclude_edge_budgets"] is True and config["fit"]["min_sizes_per_budget"] == 3
     assert config["fit"]["bootstrap"] == 1000 and config["fit"]["negative_returns"] == "exclude"
 
 

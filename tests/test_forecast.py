@@ -229,3 +229,30 @@ def test_forecast_figure_is_written(fits, tmp_path):
     assert [p.name for p in paths] == ["forecast.png", "forecast.pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert math.isfinite(np.log10(verdict["measured"]["flops"]))
+
+
+def test_verdict_checks_the_loss_against_both_laws_and_names_the_better_one(fits):
+    plan = plan_forecast(fits, "Synth", C_STAR, sizes_around(0.3 * C_STAR**0.6))
+    saturating = plan["predictions"]["vertex"]["loss_saturating"]
+    # The exact pure law L = 20 C^-0.05: the saturating law finds no floor and predicts the same loss.
+    assert saturating["value"] == pytest.approx(20 * C_STAR**-0.05, rel=1e-3)
+    assert saturating["lo"] <= saturating["value"] <= saturating["hi"]
+    assert "loss_saturating" not in plan["predictions"]["parametric"]
+    assert set(plan["loss_forms"]) == {"raw", "vertex"}
+    assert "cross-validates better" in plan["loss_forms"]["vertex"]["why"] or "tie" in plan["loss_forms"]["vertex"]["why"]
+    json.dumps(plan)
+
+    verdict = forecast_verdict(plan, evaluation_of(plan, saturating["value"], plan["predictions"]["vertex"]["return"]["value"]))
+    by_key = {(c["method"], c["quantity"]): c for c in verdict["checks"]}
+    assert by_key[("vertex", "loss_saturating")]["inside"] is True
+    assert by_key[("vertex", "loss_saturating")]["measured"] == verdict["measured"]["loss"]
+    assert ("parametric", "loss_saturating") not in by_key
+    text = verdict_markdown([verdict], [])
+    assert "| vertex | loss (E + A C^b) |" in text
+    assert f"- vertex: {plan['loss_forms']['vertex']['why']}" in text
+
+    # A plan written before the saturating law still gives a verdict.
+    old = {**plan, "predictions": {m: {k: v for k, v in p.items() if k != "loss_saturating"}
+                                   for m, p in plan["predictions"].items()}}
+    old.pop("loss_forms")
+    assert {c["quantity"] for c in forecast_verdict(old, evaluation_of(old, 1.0, 1.0))["checks"]} == {"loss", "return"}

@@ -148,11 +148,12 @@ def test_two_budgets_fit_without_intervals():
     assert np.isnan(law(fits, "n_opt", "slope_lo"))
 
 
-def test_edge_budgets_are_flagged_kept_by_default_and_excludable():
+def test_edge_budgets_are_flagged_excluded_by_default_and_can_be_kept():
     centred = synthetic_results(noise=0.005)
     shifted = synthetic_results(noise=0.005, offset_dex=0.8)  # the grid misses the optimum
     results = xr.where(centred["flops"] >= 2e17, shifted, centred)
-    fits = fit_results(results)
+    assert FitConfig().exclude_edge_budgets
+    fits = fit_results(results, FitConfig(exclude_edge_budgets=False))
     edge = fits["edge"].sel(game="Synth", metric="loss").values
     np.testing.assert_array_equal(edge, results["flops"].values >= 2e17)
     assert all("outside the evaluated sizes" in s for s in fits["status"].sel(game="Synth", metric="loss").values[edge])
@@ -164,7 +165,7 @@ def test_edge_budgets_are_flagged_kept_by_default_and_excludable():
     assert fits["used_in_fit"].sel(metric="loss").all()
     assert law(fits, "n_opt", "n_points") == len(BUDGETS)
 
-    excluded = fit_results(results, FitConfig(exclude_edge_budgets=True))
+    excluded = fit_results(results)
     np.testing.assert_array_equal(excluded["used_in_fit"].sel(game="Synth", metric="loss").values, ~edge)
     assert law(excluded, "n_opt", "n_points") == (~edge).sum()
     expected = CHINCHILLA["beta"] / (CHINCHILLA["alpha"] + CHINCHILLA["beta"])
@@ -253,6 +254,11 @@ def test_missing_variable_is_rejected():
 def test_fit_config_validates():
     with pytest.raises(ValueError, match="min_sizes_per_budget"):
         FitConfig(min_sizes_per_budget=2)
+    # These two checks once sat after a `return` and never ran.
+    with pytest.raises(ValueError, match="negative_returns.*'drop'"):
+        FitConfig(negative_returns="drop")
+    with pytest.raises(ValueError, match="bootstrap must be >= 0, got -1"):
+        FitConfig(bootstrap=-1)
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -397,3 +403,102 @@ def test_parametric_allocation_uses_the_flops_per_sample_of_the_runs():
     assert law_of(fits, "parametric", "n_opt", "slope_lo") < law_of(fits, "parametric", "n_opt", "slope_hi")
     forecast = fits["forecast"].sel({"game": "Synth", "method": "parametric", "target": "l_min"}).values
     assert forecast[1] < forecast[0] < forecast[2]
+
+
+# --- saturating loss law L_min(C) = E + A C^b ---------------------------------------------------------
+
+def floor_of(fits, method, param, bound="value", game="Synth"):
+    return float(fits["floor_law"].sel(game=game, floor_method=method, floor_param=param, bound=bound))
+
+
+def floor_info_of(fits, method, stat, game="Synth"):
+    return float(fits["floor_info"].sel(game=game, floor_method=method, floor_stat=stat))
+
+
+def test_floor_law_recovers_known_parameters_within_its_intervals():
+    from ilscaling.floorlaw import fit_floor_law
+
+    budgets = np.geomspace(1e15, 1e18, 10)
+    truth = {"E": 0.5, "A": 200.0, "b": -0.2}
+    loss = (truth["E"] + truth["A"] * budgets**truth["b"]) * np.exp(0.01 * np.random.default_rng(0).standard_normal(10))
+    fit = fit_floor_law(budgets, loss, n_bootstrap=500, seed=0)
+    table = fit.parameter_table(0.95)
+    for k, name in enumerate(("E", "A", "b")):
+        assert table[k, 1] <= truth[name] <= table[k, 2], name
+    assert len(fit.bootstrap) == fit.n_bootstrap == 500
+    lo, hi = fit.prediction_interval(1e19, 0.95, seed=1)
+    assert lo < truth["E"] + truth["A"] * 1e19**truth["b"] < hi
+
+
+def test_floor_law_of_chinchilla_optima_recovers_the_analytic_law():
+    # On C = 6ND the Chinchilla surface's optima follow E + A' C^b exactly, b = -alpha beta / (alpha + beta).
+    E, A, B, alpha, beta = (CHINCHILLA[k] for k in ("E", "A", "B", "alpha", "beta"))
+    g = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
+    b = -alpha * beta / (alpha + beta)
+    prefactor = (A * g**-alpha + B * g**beta) * 6.0**-b
+    fits = fit_results(synthetic_results(noise=0.01), FitConfig(bootstrap=300))
+    for name, truth in (("E", E), ("A", prefactor), ("b", b)):
+        assert floor_of(fits, "vertex", name, "lo") <= truth <= floor_of(fits, "vertex", name, "hi"), name
+    assert floor_info_of(fits, "vertex", "n_bootstrap_usable") == 300
+    # Same budgets and folds as the pure law, so the two CV errors compare; here the floor is real and wins.
+    assert floor_info_of(fits, "vertex", "cv_folds") == law_of(fits, "vertex", "l_min", "cv_folds") == len(BUDGETS) - 3
+    assert floor_info_of(fits, "vertex", "cv_rmse") < law_of(fits, "vertex", "l_min", "cv_rmse")
+    assert "E + A C^b cross-validates better" in summary_markdown(fits)
+    forecast = fits["floor_forecast"].sel(game="Synth", floor_method="vertex").values
+    true_loss = E + prefactor * (10 * max(BUDGETS)) ** b
+    assert forecast[1] < true_loss < forecast[2]
+
+
+def test_floor_interval_of_a_pure_power_law_reaches_zero():
+    fits = fit_results(pure_law_results(noise=0.002, rng_seed=1), FitConfig(bootstrap=300))
+    lowest = float(fits["l_min"].sel(game="Synth").min())
+    assert floor_of(fits, "vertex", "E", "lo") < 1e-3 * lowest
+    # E >= 0 bounds the resamples on one side, so b's interval is one-sided too; the point value is the pure law's.
+    assert floor_of(fits, "vertex", "b") == pytest.approx(-0.05, abs=1e-3)
+
+
+def test_floor_law_is_deterministic_under_its_seed():
+    results = synthetic_results(noise=0.01)
+    first, second = (fit_results(results, FitConfig(bootstrap=100, bootstrap_seed=7)) for _ in range(2))
+    for name in ("floor_law", "floor_info", "floor_forecast"):
+        np.testing.assert_array_equal(first[name].values, second[name].values)
+    other = fit_results(results, FitConfig(bootstrap=100, bootstrap_seed=8))
+    assert floor_of(other, "vertex", "E", "lo") != floor_of(first, "vertex", "E", "lo")
+    assert floor_of(other, "vertex", "E") == floor_of(first, "vertex", "E")  # the point fit has no randomness
+
+
+def test_floor_law_with_few_budgets_says_so():
+    three = fit_results(pure_law_results(budgets=(1e15, 1e16, 1e17)), FitConfig(bootstrap=50))
+    assert np.isfinite(floor_of(three, "vertex", "E")) and np.isnan(floor_of(three, "vertex", "E", "lo"))
+    assert "exact fit, no intervals" in str(three["floor_note"].sel(game="Synth", floor_method="vertex").item())
+    assert "too few budgets to tell" in summary_markdown(three)
+    two = fit_results(pure_law_results(budgets=(1e15, 1e17)), FitConfig(bootstrap=50))
+    assert "not fitted: 2 budgets (need 3)" in str(two["floor_note"].sel(game="Synth", floor_method="raw").item())
+    with pytest.raises(ValueError, match="at least 3 budgets"):
+        from ilscaling.floorlaw import fit_floor_law
+        fit_floor_law([1e15, 1e16], [2.0, 1.0])
+
+
+def test_floor_law_on_the_authors_atari_data():
+    from pathlib import Path
+
+    from ilscaling.published import read_published
+
+    published = Path(__file__).resolve().parents[1].parent / "shared" / "published" / "atari"
+    if not published.is_dir():
+        pytest.skip(f"the authors' Atari data is not at {published}")
+    fits = fit_results(read_published(published), FitConfig(bootstrap=100))
+    fitted = 0
+    for game in map(str, fits["game"].values):
+        for method in ("raw", "vertex"):
+            if not np.isfinite(floor_of(fits, method, "E", game=game)):
+                assert "no loss values" in str(fits["floor_note"].sel(game=game, floor_method=method).item())
+                continue
+            fitted += 1
+            assert floor_info_of(fits, method, "n_points", game) == law_of(fits, method, "l_min", "n_points", game=game)
+            assert floor_info_of(fits, method, "cv_folds", game) == law_of(fits, method, "l_min", "cv_folds", game=game)
+            assert 0 < floor_info_of(fits, method, "n_bootstrap_usable", game) <= 100
+            # The floor lies below every optimum the law was fitted to, and the exponent is negative.
+            assert floor_of(fits, method, "E", game=game) < float(fits["raw_l_min"].sel(game=game).min())
+            assert floor_of(fits, method, "b", "hi", game) < 0
+    assert fitted == 12  # six games with losses, two methods

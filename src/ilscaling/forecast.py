@@ -9,7 +9,9 @@
 2. The agent is trained by the sweep's trainer (`train.train_bc` with budgets [C*]) and evaluated by
    `evaluate.evaluate_checkpoint` with more games (rules in workflow/rules/forecast.smk).
 3. `forecast_verdict`: per method, the measured loss and return against the predicted value and its
-   interval: inside or not, and the relative error. `verdict_markdown` writes every game's verdict,
+   interval: inside or not, and the relative error. The loss is checked against both L_min laws, the
+   pure power law (`loss`) and the saturating E + A C^b (`loss_saturating`, raw and vertex methods),
+   and the verdict says which of the two cross-validated better on the sweep. `verdict_markdown` writes every game's verdict,
    with published reference numbers beside it, labelled as not produced by this run.
 """
 
@@ -23,7 +25,7 @@ import xarray as xr
 
 from ilscaling.flops import budget_label
 from ilscaling.io import atomic_path, open_netcdf, read_json, write_json
-from ilscaling.scaling import METHODS, FitConfig, budget_text, law_fit
+from ilscaling.scaling import FLOOR_METHODS, METHODS, FitConfig, budget_text, floor_comparison, law_fit
 
 QUANTITIES = {"loss": "l_min", "return": "r_max"}  # verdict quantity -> forecast target of fits.nc
 INTERVALS = {  # what each method's interval is (fits.nc's `forecast` attribute)
@@ -33,7 +35,12 @@ INTERVALS = {  # what each method's interval is (fits.nc's `forecast` attribute)
     ("vertex", "return"): "prediction interval of the isoFLOP power law",
     ("parametric", "loss"): "bootstrap of L(N, D) with resampled residuals",
     ("parametric", "return"): "return-vs-loss prediction band over the loss interval",
+    ("raw", "loss_saturating"): "bootstrap of the raw-optimum E + A C^b law with a resampled residual",
+    ("vertex", "loss_saturating"): "bootstrap of the isoFLOP E + A C^b law with a resampled residual",
 }
+# The saturating law's loss forecast is checked as its own quantity, so "loss" keeps meaning the pure law.
+SATURATING = "loss_saturating"
+QUANTITY_LABELS = {"loss": "loss", "return": "return", SATURATING: "loss (E + A C^b)"}
 
 
 def parse_sizes(items: list[str]) -> dict[int, tuple[int, float]]:
@@ -75,12 +82,26 @@ def _triple(row: xr.DataArray) -> dict[str, float | None]:
 
 
 def game_predictions(fits: xr.Dataset, game: str) -> dict[str, dict]:
-    """Every method's forecast of one game at its C*: N*, D*, loss, return, each {value, lo, hi}."""
+    """Every method's forecast of one game at its C*: N*, D*, loss (pure law), return and, for the raw and
+    vertex methods, loss by the saturating law E + A C^b (`loss_saturating`), each {value, lo, hi}."""
     out = {}
     for method in METHODS:
         row = fits["forecast"].sel({"game": game, "method": method})
         out[method] = {"n_opt": _triple(row.sel(target="n_opt")), "d_opt": _triple(row.sel(target="d_opt")),
                        "loss": _triple(row.sel(target="l_min")), "return": _triple(row.sel(target="r_max"))}
+        if "floor_forecast" in fits and method in FLOOR_METHODS:
+            out[method][SATURATING] = _triple(fits["floor_forecast"].sel(game=game, floor_method=method))
+    return out
+
+
+def loss_forms(fits: xr.Dataset, game: str) -> dict[str, dict]:
+    """Per method, which L_min law (pure or saturating) cross-validates better, and why."""
+    if "floor_info" not in fits:
+        return {}
+    out = {}
+    for method in FLOOR_METHODS:
+        better, why = floor_comparison(fits, game, method)
+        out[method] = {"better": better, "why": why}
     return out
 
 
@@ -135,7 +156,7 @@ def plan_forecast(fits: xr.Dataset, game: str, budget: float, sizes: dict[int, t
         "width_method": used, "n_star": n_star, "width": width, "params": params,
         "train_flops_per_sample": flops_per_sample, "samples": samples,
         "log10_params_over_n_star": math.log10(params / n_star), "notes": notes,
-        "confidence": confidence, "predictions": predictions,
+        "confidence": confidence, "predictions": predictions, "loss_forms": loss_forms(fits, game),
         "parametric_at_width": parametric_at(fits, game, params, samples),
         "sizes": {str(w): [p, f] for w, (p, f) in sizes.items()},
     }
@@ -181,13 +202,15 @@ def forecast_verdict(plan: dict, evaluation: dict) -> dict:
                          f"forecast of {plan['game']} w{plan['width']}")
     measured = {"loss": float(evaluation["loss"]), "return": float(evaluation["return"])}
     checks = []
+    measured_values = dict(measured)
+    measured_values[SATURATING] = measured["loss"]
     for method in METHODS:
-        for quantity in QUANTITIES:
-            predicted = plan["predictions"][method][quantity]
-            if predicted["value"] is None:
+        for quantity in (*QUANTITIES, SATURATING):
+            predicted = plan["predictions"][method].get(quantity)  # plans made before the saturating law lack it
+            if predicted is None or predicted["value"] is None:
                 continue
             checks.append({"method": method, "quantity": quantity, "interval": INTERVALS[(method, quantity)],
-                           **check_prediction(measured[quantity], predicted)})
+                           **check_prediction(measured_values[quantity], predicted)})
     return {
         "game": plan["game"], "budget": plan["budget"], "width": plan["width"], "params": plan["params"],
         "n_star": plan["n_star"], "width_method": plan["width_method"], "samples_planned": plan["samples"],
@@ -198,6 +221,7 @@ def forecast_verdict(plan: dict, evaluation: dict) -> dict:
                      "heldout_frames": evaluation.get("heldout_frames"),
                      "episodes_truncated": evaluation.get("episodes_truncated")},
         "parametric_at_width": plan.get("parametric_at_width"),
+        "loss_forms": plan.get("loss_forms", {}),
         "checks": checks,
     }
 
@@ -251,8 +275,13 @@ def _game_section(verdict: dict) -> list[str]:
         interval = f"[{_num(c['lo'])}, {_num(c['hi'])}]" if bounded else "–"
         degenerate = " (zero-width interval: the law passes through its points)" if (
             bounded and math.isclose(c["lo"], c["hi"], rel_tol=1e-9, abs_tol=1e-12)) else ""
-        lines.append(f"| {c['method']} | {c['quantity']} | {_num(c['predicted'])} | {interval} | {_num(c['measured'])} "
+        quantity = QUANTITY_LABELS.get(c["quantity"], c["quantity"])
+        lines.append(f"| {c['method']} | {quantity} | {_num(c['predicted'])} | {interval} | {_num(c['measured'])} "
                      f"| {_inside_text(c['inside'])}{degenerate} | {_percent(c['relative_error'])} | {c['interval']} |")
+    forms = verdict.get("loss_forms") or {}
+    if forms:
+        lines += ["", "Which L_min law to trust (one-step-ahead cross-validation over the sweep's budgets):"]
+        lines += [f"- {method}: {form['why']}" for method, form in forms.items()]
     at_width = verdict.get("parametric_at_width") or {}
     if at_width.get("loss") is not None:
         lines += ["", f"The parametric surface at the run actually trained (N = {verdict['params']:,}, "

@@ -91,47 +91,68 @@ def _batch_objective(theta, log_n, log_d, log_loss, weights, delta):
     return np.sum(weights * huber(prediction - log_loss, delta), axis=1)
 
 
-def irls_batch(theta, log_n, log_d, log_loss, weights, delta=HUBER_DELTA, max_iter=100, tol=1e-9):
-    """Minimise the weighted Huber objective for each row of theta (n, 5) with its own weights (n, runs).
+def huber_irls(theta, model, target, weights, bounds, delta=HUBER_DELTA, max_iter=100, tol=1e-9):
+    """Minimise sum(weights * huber(prediction - target)) for each row of theta (n, p), batched.
 
-    Levenberg-Marquardt on the IRLS normal equations: a step is kept only if it lowers that
-    row's objective, otherwise that row's damping grows. Rows stop once a kept step improves
-    their objective by less than `tol` (relative), so later iterations only touch the rest.
-    Bounds are enforced by clipping.
+    `model(rows)` gives (prediction (m, runs), jacobian (m, runs, p)) for m rows of parameters;
+    `target` is (runs,) or one row per theta (n, runs); `weights` is (n, runs); `bounds` one
+    (low, high) per parameter. Levenberg-Marquardt on the IRLS normal equations: a step is kept
+    only if it lowers that row's objective, otherwise that row's damping grows. Rows stop once a
+    kept step improves their objective by less than `tol` (relative), so later iterations only
+    touch the rest. Bounds are enforced by clipping.
     """
     theta = np.array(theta, float)
-    low, high = np.array(BOUNDS).T
+    n_params = theta.shape[1]
+    low, high = np.array(bounds, float).T
+    target = np.broadcast_to(np.asarray(target, float), weights.shape)
+
+    def objective(rows, w, y):
+        return np.sum(w * huber(model(rows)[0] - y, delta), axis=1)
+
     damping = np.full(len(theta), 1e-3)
-    current = _batch_objective(theta, log_n, log_d, log_loss, weights, delta)
+    current = objective(theta, weights, target)
     active = np.arange(len(theta))
     for _ in range(max_iter):
         if len(active) == 0:
             break
-        rows, w = theta[active], weights[active]
-        terms = _batch_terms(rows, log_n, log_d)
-        prediction = logsumexp(terms, axis=1)
-        shares = np.exp(terms - prediction[:, None])
-        residual = prediction - log_loss
-        jacobian = np.stack([shares[:, 0], shares[:, 1], shares[:, 2],
-                             -shares[:, 1] * log_n, -shares[:, 2] * log_d], axis=-1)  # (n, runs, 5)
+        rows, w, y = theta[active], weights[active], target[active]
+        prediction, jacobian = model(rows)
+        residual = prediction - y
         irls = w * np.minimum(1.0, delta / np.maximum(np.abs(residual), 1e-300))
         weighted = jacobian * irls[..., None]
         normal = np.matmul(weighted.transpose(0, 2, 1), jacobian)
         gradient = np.einsum("nri,nr->ni", weighted, residual)
         diagonal = np.einsum("nii->ni", normal)
-        damped = normal + (damping[active][:, None] * (diagonal + 1e-12))[:, :, None] * np.eye(5)
+        damped = normal + (damping[active][:, None] * (diagonal + 1e-12))[:, :, None] * np.eye(n_params)
         try:
             step = np.linalg.solve(damped, gradient[..., None])[..., 0]
         except np.linalg.LinAlgError:  # a term that vanishes on every run (e.g. a resample of one size)
             step = (np.linalg.pinv(damped) @ gradient[..., None])[..., 0]
         candidate = np.clip(rows - step, low, high)
-        trial = _batch_objective(candidate, log_n, log_d, log_loss, w, delta)
+        trial = objective(candidate, w, y)
         better = trial < current[active]
         converged = (better & (current[active] - trial <= tol * current[active])) | (damping[active] > 1e10)
         theta[active[better]], current[active[better]] = candidate[better], trial[better]
         damping[active] = np.where(better, damping[active] / 3.0, damping[active] * 4.0)
         active = active[~converged]
     return theta
+
+
+def _surface_model(theta, log_n, log_d):
+    """log L(N, D) of a batch of theta (n, 5) and its Jacobian (n, runs, 5)."""
+    terms = _batch_terms(theta, log_n, log_d)
+    prediction = logsumexp(terms, axis=1)
+    shares = np.exp(terms - prediction[:, None])
+    jacobian = np.stack([shares[:, 0], shares[:, 1], shares[:, 2],
+                         -shares[:, 1] * log_n, -shares[:, 2] * log_d], axis=-1)
+    return prediction, jacobian
+
+
+def irls_batch(theta, log_n, log_d, log_loss, weights, delta=HUBER_DELTA, max_iter=100, tol=1e-9):
+    """Minimise the weighted Huber objective of L(N, D) for each row of theta (n, 5) with its own
+    weights (n, runs); see `huber_irls`."""
+    return huber_irls(theta, lambda rows: _surface_model(rows, log_n, log_d), log_loss, weights, BOUNDS,
+                      delta, max_iter, tol)
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,20 @@ def _law_label(fits: xr.Dataset, game: str, quantity: str, symbol: str, x_symbol
     return formula + (f" ({level} CI)" if spread else " (no interval: 2 points)")
 
 
+def _draw_floor_laws(ax, fits: xr.Dataset, game: str, x_grid: np.ndarray) -> None:
+    """The saturating laws L_min = E + A C^b of the vertex and raw optima, labelled with b and E."""
+    for method, colour, width in (("vertex", LINE_COLOUR, 1.3), ("raw", RAW_COLOUR, 1.0)):
+        law = fits["floor_law"].sel(game=game, floor_method=method)
+        (floor, floor_lo, floor_hi), (prefactor, _, _), (exponent, lo, hi) = (
+            [float(law.sel(floor_param=k, bound=b)) for b in ("value", "lo", "hi")] for k in ("E", "A", "b"))
+        if not np.isfinite(exponent):
+            continue
+        interval = f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else ""
+        floor_interval = f" [{floor_lo:.3g}, {floor_hi:.3g}]" if np.isfinite(floor_lo) else ""
+        ax.plot(x_grid, floor + prefactor * x_grid**exponent, ls="-.", lw=width, color=colour, zorder=2,
+                label=f"{method}: $E + A\\,C^{{b}}$, b = {exponent:.3f}{interval}, E = {floor:.3g}{floor_interval}")
+
+
 def _draw_method_extras(ax, fits, game, quantity, metric, x_grid, shift) -> None:
     """Raw optima and their law, the parametric allocation, the holdout refit and the forecast at C*."""
     game_fits = fits.sel(game=game)
@@ -251,6 +265,8 @@ def _draw_method_extras(ax, fits, game, quantity, metric, x_grid, shift) -> None
     if raw_fit is not None:
         ax.plot(x_grid, raw_fit.predict(x_grid) - shift, ls=":", lw=1.5, color=RAW_COLOUR, zorder=2,
                 label=f"raw-optimum law, exponent {raw_fit.slope:.3f}")
+    if quantity == "l_min" and "floor_law" in fits:
+        _draw_floor_laws(ax, fits, game, x_grid)
     if quantity in ("n_opt", "d_opt", "l_min") and np.isfinite(game_fits["parametric_opt"].sel(ptarget=quantity,
                                                                                                  bound="value")).any():
         opt = game_fits["parametric_opt"].sel(ptarget=quantity)

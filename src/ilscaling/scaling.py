@@ -58,6 +58,11 @@ NOT_FITTED = "not_fitted"
 REQUIRED_VARIABLES = ("loss", "return", "samples")
 REQUIRED_DIMS = ("game", "flops", "params", "seed")
 NEGATIVE_RETURN_MODES = ("exclude", "shift")
+# Saturating loss law L_min(C) = E + A C^b (ilscaling.floorlaw) of the per-budget optima, beside the pure law.
+FLOOR_METHODS = ("raw", "vertex")
+FLOOR_INFO = ("n_points", "huber_objective", "n_bootstrap", "n_bootstrap_usable", "log_residual_sd",
+              "cv_folds", "cv_rmse", "holdout_n", "holdout_rmse", "holdout_max_abs_error")
+MIN_CV_FOLDS_TO_COMPARE = 2  # fewer one-step-ahead folds cannot tell the pure and saturating laws apart
 
 # Per-budget variables of the fits Dataset, dims (game, flops), all float.
 LOSS_BUDGET_VARIABLES = ("n_opt", "n_opt_lo", "n_opt_hi", "l_min", "l_min_lo", "l_min_hi",
@@ -70,16 +75,21 @@ RETURN_BUDGET_VARIABLES = ("r_max", "r_max_lo", "r_max_hi", "n_opt_return", "n_o
 class FitConfig:
     """How isoFLOP profiles feed the power laws."""
 
-    exclude_edge_budgets: bool = False  # drop edge-flagged budgets from the power laws (default: keep, mark)
+    # An optimum at the grid's edge is censored (the true one lies beyond), so it stays out of the power laws
+    # by default; it is still shown and listed. See the README's isoFLOP vertex defaults.
+    exclude_edge_budgets: bool = True
     min_sizes_per_budget: int = 3  # budgets with fewer evaluated sizes are skipped (vertex method)
     confidence: float = 0.95  # level of every interval and band
-    vertex_window_dex: float = 0.0  # fit each parabola only within this many decades of the raw optimum; 0 = all
+    # Fit each parabola only within this many decades of the raw optimum; 0 = all sizes (the default: on the
+    # authors' Atari data and on noisy synthetic sweeps a window raised the exponents' variance more than it
+    # removed the parabola's bias).
+    vertex_window_dex: float = 0.0
     holdout_budgets: int = 1  # refit without the largest k budgets and predict them
     forecast_budget: float = 0.0  # target budget C* of the forecast, every game; 0 = forecast_factor x its largest budget
     forecast_factor: float = 10.0  # C* = this x each game's largest budget (where forecast_budget is 0)
     forecast_budgets: str = ""  # per-game C*, "Game=1e13,Game=5e13": overrides the two above for those games
     negative_returns: str = "exclude"  # returns <= 0 in log fits: "exclude" them, or "shift" all returns
-    bootstrap: int = 1000  # resamples of the parametric fit L(N, D)
+    bootstrap: int = 1000  # resamples of the parametric fit L(N, D) and of the saturating loss law E + A C^b
     bootstrap_seed: int = 0
 
     def __post_init__(self):
@@ -97,6 +107,10 @@ class FitConfig:
                              f"got {self.forecast_budget}")
         if not self.forecast_factor > 0:
             raise ValueError(f"forecast_factor must be > 0, got {self.forecast_factor}")
+        if self.negative_returns not in NEGATIVE_RETURN_MODES:
+            raise ValueError(f"negative_returns must be one of {NEGATIVE_RETURN_MODES}, got {self.negative_returns!r}")
+        if self.bootstrap < 0:
+            raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
         self.game_forecast_budgets()  # raises on a malformed spec
 
     def game_forecast_budgets(self) -> dict[str, float]:
@@ -116,10 +130,6 @@ class FitConfig:
     def forecast_budget_of(self, game: str, largest_budget: float) -> float:
         """C* of one game: its own budget, else forecast_budget, else forecast_factor x its largest budget."""
         return self.game_forecast_budgets().get(game) or self.forecast_budget or self.forecast_factor * largest_budget
-        if self.negative_returns not in NEGATIVE_RETURN_MODES:
-            raise ValueError(f"negative_returns must be one of {NEGATIVE_RETURN_MODES}, got {self.negative_returns!r}")
-        if self.bootstrap < 0:
-            raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
 
     def to_attrs(self) -> dict:
         """NetCDF attributes (no booleans there, so flags become 0/1)."""
@@ -547,6 +557,46 @@ def _law_with_checks(game, quantity, budgets, values, *, log_y, config) -> dict:
     return {"fit": fit, "extra": extra, "holdout": holdout, "held": held}
 
 
+def _floor_law_with_checks(budgets, values, forecast_budget: float, config: FitConfig) -> dict:
+    """E + A C^b through one method's L_min optima: (value, lo, hi) of E, A, b, FLOOR_INFO, the loss
+    forecast at C* with its prediction interval, and a note. Checked exactly as the pure law is."""
+    from ilscaling.floorlaw import MIN_POINTS, fit_floor_law, floor_holdout, floor_one_step_ahead
+
+    out = {"table": np.full((3, 3), np.nan), "info": dict.fromkeys(FLOOR_INFO, np.nan),
+           "forecast": np.full(3, np.nan), "fit": None}
+    if len(budgets) < MIN_POINTS:
+        out["note"] = f"not fitted: {len(budgets)} budgets (need {MIN_POINTS})"
+        return out
+    fit = fit_floor_law(budgets, values, n_bootstrap=config.bootstrap, seed=config.bootstrap_seed)
+    out["fit"], out["table"] = fit, fit.parameter_table(config.confidence)
+    out["info"].update(n_points=fit.n_points, huber_objective=fit.objective, n_bootstrap=fit.n_bootstrap,
+                       n_bootstrap_usable=len(fit.bootstrap),
+                       log_residual_sd=float(np.std(fit.log_residuals, ddof=1)) if fit.n_points > 1 else np.nan)
+    out["info"].update(floor_one_step_ahead(budgets, values))
+    out["info"].update(floor_holdout(budgets, values, config.holdout_budgets))
+    lo, hi = fit.prediction_interval(forecast_budget, config.confidence, config.bootstrap_seed + 1)
+    out["forecast"] = np.array([float(fit.predict(forecast_budget)), lo, hi])
+    if fit.n_points == MIN_POINTS:
+        out["note"] = f"{MIN_POINTS} budgets: exact fit, no intervals"
+    else:
+        out["note"] = (f"{fit.n_points} budgets; residual bootstrap, {len(fit.bootstrap)} of {fit.n_bootstrap} "
+                       "resamples usable")
+    return out
+
+
+def better_loss_form(power_cv_rmse: float, saturating_cv_rmse: float, folds: int) -> tuple[str | None, str]:
+    """Which L_min law cross-validates better (lower one-step-ahead RMSE in log10 L), and a sentence saying so."""
+    if not folds >= MIN_CV_FOLDS_TO_COMPARE or not (np.isfinite(power_cv_rmse) and np.isfinite(saturating_cv_rmse)):
+        return None, (f"too few budgets to tell ({int(folds) if np.isfinite(folds) else 0} one-step-ahead folds, "
+                      f"need {MIN_CV_FOLDS_TO_COMPARE})")
+    if saturating_cv_rmse == power_cv_rmse:
+        return None, f"tie (CV RMSE {power_cv_rmse:.3g} in log10 L over {int(folds)} folds)"
+    better = "saturating" if saturating_cv_rmse < power_cv_rmse else "power"
+    return better, (f"{'E + A C^b' if better == 'saturating' else 'pure power law'} cross-validates better "
+                    f"(CV RMSE in log10 L: pure {power_cv_rmse:.3g}, saturating {saturating_cv_rmse:.3g}; "
+                    f"{int(folds)} folds)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Return vs loss: power law and saturating form
 # ---------------------------------------------------------------------------------------------
@@ -782,6 +832,11 @@ def _game_fits(game: str, means: xr.Dataset, config: FitConfig) -> dict:
 
     has_loss = bool(np.isfinite(means["loss"].values).any())
     shift = return_shift(means["return"].values, config.negative_returns)
+    forecast_budget = config.forecast_budget_of(game, budgets[np.isfinite(means["loss"].values).any(axis=1)
+                                                          | np.isfinite(means["return"].values).any(axis=1)].max())
+    floor = {m: {"note": "not fitted: no loss values for this game", "table": np.full((3, 3), np.nan),
+                 "info": dict.fromkeys(FLOOR_INFO, np.nan), "forecast": np.full(3, np.nan), "fit": None}
+             for m in FLOOR_METHODS}
     laws = {(m, f): {} for m in METHODS for f in FIT_SETS}
     forms = {(m, f): dict.fromkeys(LAW_QUANTITIES, NOT_FITTED) for m in METHODS for f in FIT_SETS}
     notes = {(m, f): dict.fromkeys(LAW_QUANTITIES, "") for m in METHODS for f in FIT_SETS}
@@ -807,6 +862,8 @@ def _game_fits(game: str, means: xr.Dataset, config: FitConfig) -> dict:
                 notes[(method, "all")][quantity] = f"not fitted: {keep.sum()} budgets with a return optimum"
                 continue
             result = _law_with_checks(game, quantity, budgets[keep], y, log_y=log_y, config=config)
+            if quantity == "l_min":
+                floor[method] = _floor_law_with_checks(budgets[keep], y, forecast_budget, config)
             laws[(method, "all")][quantity] = result["fit"]
             extras[method][quantity] = result["extra"]
             forms[(method, "all")][quantity], notes[(method, "all")][quantity] = result["fit"].form, note
@@ -827,8 +884,6 @@ def _game_fits(game: str, means: xr.Dataset, config: FitConfig) -> dict:
         forms[(method, "all")]["return_vs_loss"] = rvl.form if rvl else NOT_FITTED
         notes[(method, "all")]["return_vs_loss"] = note
 
-    forecast_budget = config.forecast_budget_of(game, budgets[np.isfinite(means["loss"].values).any(axis=1)
-                                                          | np.isfinite(means["return"].values).any(axis=1)].max())
     parametric = (_parametric_fits(means, budgets, forecast_budget, config.holdout_budgets, config) if has_loss
                   else {"note": "not fitted: no loss values for this game"})
     parametric_rows = {}
@@ -846,7 +901,8 @@ def _game_fits(game: str, means: xr.Dataset, config: FitConfig) -> dict:
     forecast = _forecast(laws, parametric, forecast_budget, shift, config)
     return {"values": values, "flags": flags, "laws": laws, "forms": forms, "notes": notes, "extras": extras,
             "held_out": held_out, "saturating": saturating, "shift": shift, "parametric": parametric,
-            "parametric_rows": parametric_rows, "forecast": forecast, "forecast_budget": forecast_budget}
+            "parametric_rows": parametric_rows, "forecast": forecast, "forecast_budget": forecast_budget,
+            "floor": floor}
 
 
 def _forecast(laws, parametric, budget, shift, config) -> np.ndarray:
@@ -945,6 +1001,11 @@ def fit_results(results: xr.Dataset, config: FitConfig = FitConfig()) -> xr.Data
       parametric (game, pparam, bound): E, A, B, alpha, beta with bootstrap percentile intervals;
         parametric_info (game, pinfo); parametric_opt (game, flops, target, bound): N*, D*, L*.
       forecast (game, method, target, bound) at forecast_budget (game).
+      floor_law (game, floor_method, floor_param, bound): E, A, b of L_min(C) = E + A C^b by the raw and
+        vertex optima, with bootstrap percentile intervals; floor_info (game, floor_method, floor_stat):
+        FLOOR_INFO (points, Huber objective, resamples drawn and usable, one-step-ahead CV and holdout
+        errors in log10 L, comparable with the pure law's); floor_forecast (game, floor_method, bound):
+        L_min at forecast_budget with its prediction interval; floor_note (game, floor_method).
     The FitConfig is in the attrs (see FitConfig.from_attrs).
     """
     validate_results(results)
@@ -1033,6 +1094,15 @@ def fit_results(results: xr.Dataset, config: FitConfig = FitConfig()) -> xr.Data
     data["parametric_opt"] = (("game", "flops", "ptarget", "bound"), parametric_opt)
     data["parametric_note"] = ("game", np.array([f["parametric"]["note"] for f in per_game], str))
     data["forecast"] = (("game", "method", "target", "bound"), np.stack([f["forecast"] for f in per_game]))
+    floor_dims = ("game", "floor_method")
+    data["floor_law"] = (floor_dims + ("floor_param", "bound"),
+                         np.array([[f["floor"][m]["table"] for m in FLOOR_METHODS] for f in per_game]))
+    data["floor_info"] = (floor_dims + ("floor_stat",),
+                          np.array([[[f["floor"][m]["info"][k] for k in FLOOR_INFO] for m in FLOOR_METHODS]
+                                    for f in per_game], float))
+    data["floor_forecast"] = (floor_dims + ("bound",),
+                              np.array([[f["floor"][m]["forecast"] for m in FLOOR_METHODS] for f in per_game]))
+    data["floor_note"] = (floor_dims, np.array([[f["floor"][m]["note"] for m in FLOOR_METHODS] for f in per_game], str))
     data["forecast_budget"] = ("game", np.array([f["forecast_budget"] for f in per_game]))
 
     fits = xr.Dataset(data, coords={
@@ -1042,7 +1112,8 @@ def fit_results(results: xr.Dataset, config: FitConfig = FitConfig()) -> xr.Data
         "sat_param": list(SATURATING_PARAMETERS), "sat_param2": list(SATURATING_PARAMETERS),
         "sat_info": list(SATURATING_INFO), "pparam": list(PARAMETER_NAMES),
         "pinfo": ["n_points", "n_bootstrap", "huber_objective", "log_residual_sd"],
-        "ptarget": ["n_opt", "d_opt", "l_min"]})
+        "ptarget": ["n_opt", "d_opt", "l_min"], "floor_method": list(FLOOR_METHODS),
+        "floor_param": ["E", "A", "b"], "floor_stat": list(FLOOR_INFO)})
     fits.attrs.update(config.to_attrs())
     fits.attrs.update(
         description="isoFLOP profiles, power laws and parametric fits of a BC scaling sweep (ilscaling.scaling)",
@@ -1058,6 +1129,12 @@ def fit_results(results: xr.Dataset, config: FitConfig = FitConfig()) -> xr.Data
         forecast="value and prediction interval at forecast_budget; parametric N*, D*: bootstrap confidence "
                  "interval; parametric L: bootstrap with resampled residuals; parametric R: return-vs-loss "
                  "law at the predicted loss",
+        floor_law="saturating loss law L_min(C) = E + A * C**b (C in FLOPs) through the per-budget L_min of "
+                  "each floor_method (the budgets of the pure l_min law); Huber (delta 1e-3) on log L from a grid "
+                  "of starts; lo/hi: percentiles of a residual bootstrap (bootstrap resamples, bootstrap_seed; "
+                  "floor_info n_bootstrap_usable counts the usable ones); floor_info cv_rmse / holdout_* are in "
+                  "log10 L on the same folds as the pure law's (laws, quantity l_min); floor_forecast: L_min at "
+                  "forecast_budget with its prediction interval (bootstrap curve times a resampled residual)",
     )
     fits["n_opt"].attrs.update(long_name="loss-optimal parameters N_opt")
     fits["d_opt"].attrs.update(long_name="training samples at N_opt (D_opt)")
@@ -1150,6 +1227,49 @@ def _law_table(fits: xr.Dataset, game: str, level: str) -> list[str]:
     return lines
 
 
+def _triple_text(row: xr.DataArray, digits: int = 4) -> str:
+    value, lo, hi = (float(row.sel(bound=k)) for k in BOUNDS)
+    interval = f" [{_number(lo)}, {_number(hi)}]" if np.isfinite(lo) else ""
+    return f"{_number(value, digits)}{interval}"
+
+
+def floor_comparison(fits: xr.Dataset, game: str, method: str) -> tuple[str | None, str]:
+    """`better_loss_form` of one game and method from a fits Dataset."""
+    power = fits["laws"].sel({"game": game, "method": method, "fit_set": "all", "quantity": "l_min"})
+    info = fits["floor_info"].sel(game=game, floor_method=method)
+    return better_loss_form(float(power.sel(stat="cv_rmse")), float(info.sel(floor_stat="cv_rmse")),
+                            float(info.sel(floor_stat="cv_folds")))
+
+
+def _floor_table(fits: xr.Dataset, game: str, level: str) -> list[str]:
+    """The saturating law E + A C^b beside the pure one, by method, and which cross-validates better."""
+    if "floor_law" not in fits:
+        return []
+    lines = ["", f"Saturating loss law L_min(C) = E + A C^b beside the pure power law ({level} residual-bootstrap "
+                 "intervals; CV and holdout errors in log10 L on the same budgets and folds):", "",
+             "| method | E | A | b | points | usable resamples | Huber objective | CV RMSE pure / saturating | "
+             "holdout RMSE pure / saturating | better cross-validated | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method in FLOOR_METHODS:
+        law = fits["floor_law"].sel(game=game, floor_method=method)
+        info = {k: float(fits["floor_info"].sel(game=game, floor_method=method, floor_stat=k)) for k in FLOOR_INFO}
+        note = str(fits["floor_note"].sel(game=game, floor_method=method).item())
+        if not np.isfinite(float(law.sel(floor_param="E", bound="value"))):
+            lines.append(f"| {method} | – | – | – | 0 | – | – | – | – | – | {note} |")
+            continue
+        power = fits["laws"].sel({"game": game, "method": method, "fit_set": "all", "quantity": "l_min"})
+        _, verdict = floor_comparison(fits, game, method)
+        usable = (f"{int(info['n_bootstrap_usable'])} of {int(info['n_bootstrap'])}"
+                  if info["n_bootstrap"] > 0 else "–")
+        lines.append(
+            f"| {method} | {_triple_text(law.sel(floor_param='E'))} | {_triple_text(law.sel(floor_param='A'))} | "
+            f"{_triple_text(law.sel(floor_param='b'))} | {int(info['n_points'])} | {usable} | "
+            f"{_number(info['huber_objective'])} | {_number(float(power.sel(stat='cv_rmse')))} / "
+            f"{_number(info['cv_rmse'])} | {_number(float(power.sel(stat='holdout_rmse')))} / "
+            f"{_number(info['holdout_rmse'])} | {verdict} | {note} |")
+    return lines
+
+
 def _extra_tables(fits: xr.Dataset, game: str, level: str) -> list[str]:
     """Saturating return-vs-loss, parametric L(N, D), and the forecast of one game."""
     lines = [""]
@@ -1187,6 +1307,11 @@ def _extra_tables(fits: xr.Dataset, game: str, level: str) -> list[str]:
             value, lo, hi = (float(v.sel(bound=k)) for k in BOUNDS)
             cells.append("–" if not np.isfinite(value) else f"{_number(value)} [{_number(lo)}, {_number(hi)}]")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if "floor_forecast" in fits:
+        for method in FLOOR_METHODS:
+            row = fits["floor_forecast"].sel(game=game, floor_method=method)
+            if np.isfinite(float(row.sel(bound="value"))):
+                lines.append(f"| {method}, E + A C^b | – | – | {_triple_text(row, 3)} | – |")
     return lines
 
 
@@ -1201,7 +1326,7 @@ def summary_markdown(fits: xr.Dataset) -> str:
              "errors in log10 units for power laws; holdout = refit without the largest "
              f"{config.holdout_budgets} budget(s).", ""]
     for game in fits["game"].values:
-        lines += [f"## {game}", ""] + _law_table(fits, game, level) + [""]
+        lines += [f"## {game}", ""] + _law_table(fits, game, level) + _floor_table(fits, game, level) + [""]
         for metric in METRICS:
             status = fits["status"].sel(game=game, metric=metric)
             flagged = [f"{budget_text(c)} ({s})" for c, s in zip(fits["flops"].values, status.values)
