@@ -36,7 +36,8 @@ def synthetic_demos(frames: int, actions: int) -> Demonstrations:
     return Demonstrations.from_episodes(
         [rng.integers(0, 256, (n, 84, 84), dtype=np.uint8) for n in lengths],
         [rng.integers(0, actions, n).astype(np.uint8) for n in lengths],
-        [np.zeros(n, np.float32) for n in lengths], range(10))
+        [np.zeros(n, np.float32) for n in lengths], range(10),
+        [np.full((n, actions), 1 / actions, np.float32) for n in lengths])
 
 
 def best_rates(steps: list, seconds: float, rounds: int) -> list[float]:

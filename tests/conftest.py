@@ -5,15 +5,16 @@ from ilscaling.data.atari import Demonstrations
 
 
 def synthetic_demonstrations(num_episodes=6, length=40, num_actions=4, seed=0) -> Demonstrations:
-    """Small random episodes (frames, actions, rewards) with distinct lengths."""
+    """Small random episodes (frames, actions, rewards) with distinct lengths; the expert's
+    distributions are random (all actions possible), drawn after the rest so that the frames,
+    actions and rewards stay those of earlier versions of this fixture."""
     rng = np.random.default_rng(seed)
     lengths = [length + 3 * i for i in range(num_episodes)]
-    return Demonstrations.from_episodes(
-        [rng.integers(0, 256, (n, 84, 84), dtype=np.uint8) for n in lengths],
-        [rng.integers(0, num_actions, n).astype(np.uint8) for n in lengths],
-        [rng.normal(size=n).astype(np.float32) for n in lengths],
-        list(range(num_episodes)),
-    )
+    frames = [rng.integers(0, 256, (n, 84, 84), dtype=np.uint8) for n in lengths]
+    actions = [rng.integers(0, num_actions, n).astype(np.uint8) for n in lengths]
+    rewards = [rng.normal(size=n).astype(np.float32) for n in lengths]
+    policies = [rng.dirichlet(np.ones(num_actions), n).astype(np.float32) for n in lengths]
+    return Demonstrations.from_episodes(frames, actions, rewards, list(range(num_episodes)), policies)
 
 
 @pytest.fixture

@@ -111,7 +111,8 @@ def test_recorded_newest_frames_rebuild_the_stacks_the_policy_saw():
     assert episodes.rewards[0].sum() == episodes.returns[0]
     # The stack at reset holds zeros in its older slots; the loader must rebuild exactly that.
     assert not seen[0, :3].any() and seen[0, 3].any()
-    demos = Demonstrations.from_episodes(episodes.frames, episodes.actions, episodes.rewards, [0])
+    one_hot = [np.eye(4, dtype=np.float32)[a] for a in episodes.actions]  # play_episodes keeps no policy
+    demos = Demonstrations.from_episodes(episodes.frames, episodes.actions, episodes.rewards, [0], one_hot)
     np.testing.assert_array_equal(demos.stacked(np.arange(length)), seen)
 
 
@@ -180,7 +181,8 @@ def test_evaluation_records_device_and_rollout_speed(tmp_path, demos):
         "game 1/3", "game 2/3", "game 3/3"] and len(logged) == 5
     assert result["device"] == "cpu" and result["device_name"] == "cpu" and result["autocast"] is None
     assert result["rollout_steps_per_s"] > 0 and result["rollout_play_steps_per_s"] >= result["rollout_steps_per_s"]
-    assert len(result["episode_returns"]) == 3 and result["heldout_loss_precision"] == "float32"
+    assert len(result["episode_returns"]) == 3 and result["heldout_loss_precision"] == "float32 logits, float64 log-softmax"
+    assert np.isfinite(result["kl"]) and result["kl"] > 0  # KL to the demos' (random) expert distribution
     auto = evaluate_checkpoint(checkpoint, heldout, tmp_path / "auto.json", episodes=3, seed=0,
                                max_episode_steps=30, log=lambda *_: None)
     assert auto["device"] == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -61,6 +61,7 @@ def _broken(mutate):
         (lambda c: c["atari"]["sweep"]["grid"].update({"1e9": [1, 99]}), "atari.sweep.grid.1e9"),
         (lambda c: c["nethack"]["evaluation"].update(env="NetHackChallenge-v0"), "nethack.evaluation.env"),
         (lambda c: c["nethack"]["bot"].update(env="unseeded"), "nethack.bot.env"),
+        (lambda c: c["fit"].update(loss_metric="KL"), "fit.loss_metric"),
     ],
 )
 def test_bad_config_names_the_key(mutate, key):
@@ -117,6 +118,14 @@ def test_defaults_are_filled_in():
     config = validate_config(_broken(lambda c: c.pop("fit")))
     assert config["fit"]["exclude_edge_budgets"] is True and config["fit"]["min_sizes_per_budget"] == 3
     assert config["fit"]["bootstrap"] == 1000 and config["fit"]["negative_returns"] == "exclude"
+    assert config["fit"]["loss_metric"] == "cross_entropy"  # the paper's loss unless a study asks for the KL
+
+
+def test_studies_fit_the_kl_where_the_expert_samples_and_paper_configs_the_cross_entropy():
+    for name, metric in (("config.yaml", "kl"), ("configs/smoke.yaml", "kl"), ("configs/paper-atari.yaml",
+                                                                             "cross_entropy")):
+        assert validate_config(load(name))["fit"]["loss_metric"] == metric, name
+    assert load("configs/paper-nethack.yaml")["fit"]["loss_metric"] == "cross_entropy"
 
 
 def test_nethack_games_are_seeded_unless_a_config_asks_for_the_challenge():

@@ -256,3 +256,31 @@ def test_verdict_checks_the_loss_against_both_laws_and_names_the_better_one(fits
                                    for m, p in plan["predictions"].items()}}
     old.pop("loss_forms")
     assert {c["quantity"] for c in forecast_verdict(old, evaluation_of(old, 1.0, 1.0))["checks"]} == {"loss", "return"}
+
+
+def test_the_verdict_compares_the_loss_metric_that_was_fitted():
+    """KL fitted: the forecast agent's measured KL (not its cross entropy) is judged against the forecast."""
+    from test_scaling import ENTROPY, with_kl
+
+    kl_fits = fit_results(with_kl(pure_law_results()), FitConfig(bootstrap=0, loss_metric="kl"))
+    plan = plan_forecast(kl_fits, "Synth", C_STAR, sizes_around(0.3 * C_STAR**0.6))
+    assert plan["loss_metric"] == "kl"
+    vertex = plan["predictions"]["vertex"]
+    kl = vertex["loss"]["value"]
+    evaluation = {**evaluation_of(plan, kl + ENTROPY, vertex["return"]["value"]), "kl": kl}
+    verdict = forecast_verdict(plan, evaluation)
+    check = next(c for c in verdict["checks"] if (c["method"], c["quantity"]) == ("vertex", "loss"))
+    assert check["measured"] == kl and check["inside"] and check["relative_error"] == pytest.approx(0, abs=1e-12)
+    assert verdict["loss_metric"] == "kl" and verdict["measured"]["cross_entropy"] == kl + ENTROPY
+    text = verdict_markdown([verdict], [])
+    assert "Loss compared: KL(expert ‖ BC)" in text and "| Synth | 1e19 | w" in text and "| KL(expert ‖ BC) |" in text
+    with pytest.raises(ValueError, match="predicts the KL.*has no 'kl'"):
+        forecast_verdict(plan, evaluation_of(plan, kl + ENTROPY, vertex["return"]["value"]))
+
+
+def test_a_cross_entropy_forecast_compares_the_cross_entropy(fits):
+    plan = plan_forecast(fits, "Synth", C_STAR, sizes_around(0.3 * C_STAR**0.6))
+    assert plan["loss_metric"] == "cross_entropy"
+    vertex = plan["predictions"]["vertex"]
+    verdict = forecast_verdict(plan, {**evaluation_of(plan, vertex["loss"]["value"], 1.0), "kl": 0.001})
+    assert verdict["measured"]["loss"] == vertex["loss"]["value"] and verdict["measured"]["kl"] == 0.001

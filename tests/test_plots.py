@@ -6,7 +6,7 @@ import xarray as xr
 from test_scaling import synthetic_results
 
 from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM, budget_text, overview_figure, plot_all, plot_game, saturating_fit
-from ilscaling.scaling import FitConfig, write_fits
+from ilscaling.scaling import FitConfig, seed_means, write_fits
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BUDGETS = (1e15, 1e16, 1e17, 1e18, 1e19)
@@ -62,9 +62,9 @@ def test_the_laws_at_a_glance_carry_each_fitted_exponent(study):
             assert f"exponent {slope:.3f} [{lo:.3f}, {hi:.3f}] (95% CI), R² = {r2:.3f}" in ax.get_title(), ax.get_title()
         assert profiles.get_ylabel() == "held-out loss (cross entropy)"
         assert frontier.get_ylabel().endswith("(cross entropy)") and returns.get_xlabel().endswith("(cross entropy)")
-    renamed = fits.assign(loss_metric=("game", ["accuracy loss", "accuracy loss"]))
+    renamed = fits.assign(loss_metric=("game", ["kl", "kl"]))
     profiles, frontier, _, returns = overview_figure(results, renamed, "Clean").axes[:4]
-    assert all("(accuracy loss)" in label for label in (profiles.get_ylabel(), frontier.get_ylabel(), returns.get_xlabel()))
+    assert all("(KL(expert ‖ BC))" in label for label in (profiles.get_ylabel(), frontier.get_ylabel(), returns.get_xlabel()))
 
 
 def test_figure_stems_are_the_workflow_names():
@@ -97,3 +97,39 @@ def test_return_vs_loss_survives_an_undetermined_saturating_fit(tmp_path):
     assert not np.isfinite(hi).all() or np.nanmax(hi) > 1e100  # the case: such bands broke matplotlib
     paths = plot_game(results, fits, "Flat", tmp_path / "figures")
     assert tmp_path / "figures" / "return_vs_loss.png" in paths
+
+
+def test_every_loss_axis_names_the_metric_that_was_fitted(tmp_path, monkeypatch):
+    """KL fitted for one game, cross entropy for the other (no KL): each figure says which it shows,
+    and shows that metric's values."""
+    import ilscaling.plots as plots
+    from test_scaling import ENTROPY, with_kl
+
+    results = with_kl(synthetic_results(games=("Atari", "NetHack"), budgets=BUDGETS, noise=0.01), games=["Atari"])
+    results.to_netcdf(tmp_path / "results.nc")
+    write_fits(tmp_path / "results.nc", tmp_path / "fits.nc", tmp_path / "summary.md", FitConfig(loss_metric="kl"))
+    seen = {}
+    real_save = plots._save
+
+    def keep_labels(fig, out_dir, stem):
+        texts = [fig._suptitle.get_text() if fig._suptitle else ""]
+        for ax in fig.axes:
+            texts += [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+        seen[(out_dir.name, stem)] = (" ".join(texts), [ax for ax in fig.axes])
+        return real_save(fig, out_dir, stem)
+
+    monkeypatch.setattr(plots, "_save", keep_labels)
+    plot_all(tmp_path / "results.nc", tmp_path / "fits.nc", tmp_path / "figures")
+    for game, metric, other in (("Atari", "KL(expert ‖ BC)", "cross entropy"), ("NetHack", "cross entropy", "KL")):
+        for stem in ("isoflop_loss", "optimal_params", "optimal_samples", "loss_frontier", "return_vs_loss",
+                     "allocation"):
+            text = seen[(game, stem)][0]
+            assert metric in text and other not in text, (game, stem, text)
+    # The isoFLOP points are the fitted metric's seed means: Atari's KL, NetHack's cross entropy.
+    means = seed_means(results)
+    for game, variable in (("Atari", "kl"), ("NetHack", "loss")):
+        ax = seen[(game, "isoflop_loss")][1][0]
+        plotted = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if len(c.get_offsets())])
+        expected = means[variable].sel(game=game).values
+        assert np.isclose(plotted, np.nanmin(expected), rtol=1e-12, atol=0).any()
+    assert np.nanmin(means["loss"].sel(game="Atari")) == pytest.approx(np.nanmin(means["kl"].sel(game="Atari")) + ENTROPY)

@@ -1,6 +1,7 @@
 """Fits of isoFLOP profiles and power laws on synthetic sweeps with known answers."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -254,11 +255,90 @@ def test_missing_variable_is_rejected():
 def test_fit_config_validates():
     with pytest.raises(ValueError, match="min_sizes_per_budget"):
         FitConfig(min_sizes_per_budget=2)
-    # These two checks once sat after a `return` and never ran.
-    with pytest.raises(ValueError, match="negative_returns.*'drop'"):
+    with pytest.raises(ValueError, match="loss_metric must be one of .*'kl'.*got 'KL'"):
+        FitConfig(loss_metric="KL")
+    with pytest.raises(ValueError, match="negative_returns"):  # was unreachable, after a return
         FitConfig(negative_returns="drop")
-    with pytest.raises(ValueError, match="bootstrap must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="bootstrap"):
         FitConfig(bootstrap=-1)
+
+
+# --- the loss metric: cross entropy or KL ------------------------------------------------------
+
+ENTROPY = 1.5  # a sampling expert's entropy: the cross entropy's floor, which the KL does not carry
+
+
+def with_kl(results: xr.Dataset, games=None) -> xr.Dataset:
+    """`kl` = the loss above an entropy floor for `games` (default: all), NaN for the rest (no expert
+    distribution); `loss` (the cross entropy) = that KL + the floor, as for a sampling expert."""
+    games = list(results["game"].values) if games is None else games
+    kl = results["loss"].copy()
+    results = results.assign(loss=results["loss"] + ENTROPY)
+    has_kl = xr.DataArray([g in games for g in results["game"].values], dims="game", coords={"game": results["game"]})
+    return results.assign(kl=kl.where(has_kl))
+
+
+def test_fits_with_loss_metric_kl_fit_the_kl_and_record_it():
+    results = with_kl(pure_law_results())
+    fits = fit_results(results, FitConfig(bootstrap=0, loss_metric="kl"))
+    assert str(fits["loss_metric"].sel(game="Synth").item()) == "kl"
+    assert FitConfig.from_attrs(fits.attrs).loss_metric == "kl"
+    # The KL is the pure law (L_min = 20 C^-0.05); its cross entropy, on a floor of 1.5, is nearly flat.
+    assert law(fits, "l_min", "slope") == pytest.approx(-0.05, abs=1e-9)
+    on_kl = fit_results(results.assign(loss=results["kl"]), FitConfig(bootstrap=0))
+    xr.testing.assert_allclose(fits["law"], on_kl["law"])
+    cross_entropy = fit_results(results, FitConfig(bootstrap=0))
+    assert str(cross_entropy["loss_metric"].sel(game="Synth").item()) == "cross_entropy"
+    assert -0.05 < law(cross_entropy, "l_min", "slope") < -0.001
+    assert "Loss fitted (L in every loss law, L_min and return vs loss): **KL(expert ‖ BC)**" in summary_markdown(fits)
+
+
+def test_a_game_without_kl_is_fitted_on_cross_entropy_and_says_so():
+    results = with_kl(pure_law_results(games=("Atari", "NetHack")), games=["Atari"])
+    fits = fit_results(results, FitConfig(bootstrap=0, loss_metric="kl"))
+    assert list(fits["loss_metric"].values) == ["kl", "cross_entropy"]
+    assert law(fits, "l_min", "slope", "Atari") == pytest.approx(-0.05, abs=1e-9)
+    alone = fit_results(results.sel(game=["NetHack"]), FitConfig(bootstrap=0))
+    assert law(fits, "l_min", "slope", "NetHack") == law(alone, "l_min", "slope", "NetHack")
+    summary = summary_markdown(fits)
+    assert "**cross entropy**" in summary and "fit.loss_metric = kl, but this game has no finite kl values" in summary
+    # Results without a kl variable at all (published sets written before it): cross entropy too.
+    bare = fit_results(results.drop_vars("kl"), FitConfig(bootstrap=0, loss_metric="kl"))
+    assert set(bare["loss_metric"].values) == {"cross_entropy"}
+
+
+def test_a_non_positive_kl_is_rejected_naming_the_game_and_metric():
+    results = with_kl(pure_law_results(games=("A", "B")))
+    results["kl"][1, 2, 40, 0] = 0.0
+    with pytest.raises(ValueError, match=r"game 'B': non-positive loss values \(KL\(expert ‖ BC\)"):
+        fit_results(results, FitConfig(bootstrap=0, loss_metric="kl"))
+    fit_results(results, FitConfig(bootstrap=0))  # its cross entropy is fine
+
+
+def _evaluation(game, params, **extra):
+    return {"game": game, "budget": 1e12, "params": params, "seed": 0, "flops": 1.01e12, "loss": 1.7,
+            "return": 10.0, "return_sem": 1.0, "samples": 100, "epochs": 1.0, "train_loss": 1.6, "width": 2, **extra}
+
+
+def test_gather_puts_kl_beside_the_loss(tmp_path):
+    from ilscaling.evaluate import gather_results
+    from ilscaling.io import DataFileError, write_json
+
+    write_json(_evaluation("Qbert", 10, kl=0.02), tmp_path / "a.json")
+    write_json(_evaluation("NetHack", 20), tmp_path / "n.json")  # NetHack: no expert distribution, no kl
+    write_json({"game": "Qbert", "expert_mean_return": 5.0, "expert_cross_entropy": 1.6, "expert_kl": 1e-8},
+               tmp_path / "card.json")
+    dataset = gather_results([tmp_path / "a.json", tmp_path / "n.json"], [tmp_path / "card.json"],
+                             tmp_path / "r.nc", tmp_path / "r.csv", log=lambda *_: None)
+    assert float(dataset["kl"].sel(game="Qbert").max()) == 0.02
+    assert np.isnan(dataset["kl"].sel(game="NetHack").values).all()
+    assert float(dataset["expert_kl"].sel(game="Qbert")) == 1e-8
+    table = pd.read_csv(tmp_path / "r.csv")
+    assert list(table.columns[:7]) == ["game", "flops", "params", "seed", "flops_actual", "kl", "loss"]
+    assert "kl" in xr.load_dataset(tmp_path / "r.nc")
+    write_json(_evaluation("Qbert", 30), tmp_path / "old.json")  # an Atari evaluation from before the KL
+    with pytest.raises(DataFileError, match=r"old.json lacks kl"):
+        gather_results([tmp_path / "old.json"], [], tmp_path / "s.nc", tmp_path / "s.csv", log=lambda *_: None)
 
 
 # --- files ------------------------------------------------------------------------------------

@@ -55,10 +55,16 @@ def check_study_outputs(workdir, config: dict) -> None:
         assert set(data.dims) >= {"game", "flops", "params", "seed"}
         assert int(data["loss"].count()) == total_evals and float(data["loss"].min()) > 0
         assert int(data["return"].count()) == total_evals
+        for game in games_of(config):  # KL beside the loss for Atari; NetHack has no expert distribution
+            kl, loss = data["kl"].sel(game=game), data["loss"].sel(game=game)
+            assert int(kl.count()) == (0 if game == NETHACK else int(loss.count())), game
+            assert game == NETHACK or float(kl.min()) >= 0, game
     with xr.open_dataset(results / "scaling/fits.nc") as fits:
         for game in games_of(config):
             slopes = fits["law"].sel(game=game, stat="slope")
             assert all(math.isfinite(float(s)) for s in slopes.sel(quantity=["n_opt", "d_opt", "l_min"])), game
+            expected = "cross_entropy" if game == NETHACK else config["fit"].get("loss_metric", "cross_entropy")
+            assert str(fits["loss_metric"].sel(game=game).item()) == expected, game
     if config["forecast"]["enabled"]:
         check_forecast_outputs(results, config)
 
@@ -81,6 +87,10 @@ def check_forecast_outputs(results: Path, config: dict) -> None:
         assert budget <= evaluation["flops"] <= budget * 1.05, game
         assert len(evaluation["episode_returns"]) == forecast_episodes(config, game), game
         verdict = read_json(folder / "verdict.json")
+        # the verdict compares the loss metric that was fitted, as measured by the evaluation
+        assert verdict["loss_metric"] == plan["loss_metric"], game
+        measured_key = "kl" if plan["loss_metric"] == "kl" else "loss"
+        assert verdict["measured"]["loss"] == evaluation[measured_key], game
         methods = {(c["method"], c["quantity"]) for c in verdict["checks"]}
         assert {("vertex", "loss"), ("vertex", "return")} <= methods, game
         for check in verdict["checks"]:

@@ -62,17 +62,20 @@ def cmd_record_demos(args):
     episodes = record_demonstrations(game, policy, args.frames, seed=args.seed,
                                      num_envs=args.num_envs, max_episode_steps=args.max_episode_steps,
                                      num_threads=args.threads, greedy=args.greedy, log=print)
-    # The expert's own cross entropy on its demonstrations: the held-out loss a perfect imitator
-    # would reach (about the expert's policy entropy when it samples; near 0 when greedy).
+    # The expert network's own losses on its demonstrations. Cross entropy: the held-out loss a
+    # perfect imitator would reach (about the expert's policy entropy when it samples; near 0 when
+    # greedy). KL to the policy played: 0 up to rounding when it samples (the network is that policy);
+    # equal to the cross entropy when greedy (the played policy is the one-hot, not the softmax).
     all_frames = Demonstrations.from_episodes(episodes.frames, episodes.actions, episodes.rewards,
-                                              range(len(episodes.actions)))
+                                              range(len(episodes.actions)), episodes.policies)
     expert_loss = heldout_loss(policy, all_frames)
     card = write_demonstrations(episodes, args.out_dir, args.heldout_fraction, args.seed, game,
                                 greedy=args.greedy, expert_greedy_eval_return=expert["eval_mean_return"],
                                 episodes_truncated=int(episodes.truncated.sum()),
-                                expert_cross_entropy=expert_loss)
+                                expert_cross_entropy=expert_loss.cross_entropy, expert_kl=expert_loss.kl)
     print(f"{game}: {card['episodes']} episodes, {card['frames']} frames, {card['bytes'] / 1e6:.1f} MB, "
-          f"expert mean return {card['expert_mean_return']:.1f}, expert cross entropy {expert_loss:.3f}")
+          f"expert mean return {card['expert_mean_return']:.1f}, expert cross entropy "
+          f"{expert_loss.cross_entropy:.3f}, expert KL to the policy played {expert_loss.kl:.3g}")
 
 
 def cmd_record_nethack(args):

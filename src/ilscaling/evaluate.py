@@ -1,6 +1,8 @@
 """Evaluation of BC checkpoints and the gathering of all results into one table.
 
-Per checkpoint: the held-out loss (mean cross entropy over every held-out frame) and the mean
+Per checkpoint: the held-out loss (mean cross entropy over every held-out frame, on the recorded
+actions, as the paper), the held-out KL(π_expert ‖ π_BC) (Atari: mean over every held-out frame,
+against the expert's stored action distribution; NetHack has none, so its `kl` is NaN) and the mean
 return of the sampled policy (softmax sampling, as the paper) over full games played in
 parallel with batched inference. Atari: ALE's vector env, every checkpoint on the same
 environment seeds (common random numbers), which lowers the variance between model sizes.
@@ -10,7 +12,8 @@ clock); `challenge` games cannot be seeded. Each game's seeds, max depth, turns,
 start (moon phase, Friday the 13th) are recorded.
 
 Device: "auto" runs the network on CUDA when present (else the CPU), as training does
-(`ilscaling.train.resolve_device`). The held-out loss is computed in float32; the rollouts'
+(`ilscaling.train.resolve_device`). The held-out losses come from float32 logits through a float64
+log-softmax (so that KL equals the cross entropy exactly for greedy demonstrations); the rollouts'
 forward runs under bf16 autocast on CUDA (the softmax and the sampling stay float32). The
 result records the device, its name, the rollouts' autocast and their steps/s.
 """
@@ -18,6 +21,7 @@ result records the device, its name, the rollouts' autocast and their steps/s.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,7 @@ from ilscaling.io import DataFileError, atomic_path, load_torch, provenance, rea
 from ilscaling.models import NETHACK, build_model
 
 
+HELDOUT_LOSS_PRECISION = "float32 logits, float64 log-softmax"
 # What every BC checkpoint holds (train.RunProgress.checkpoint); the PPO expert's has none of these.
 CHECKPOINT_KEYS = ("model", "config", "budget", "flops", "params", "samples", "epochs", "train_loss")
 
@@ -69,17 +74,43 @@ def _device_of(model) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+@dataclass(frozen=True)
+class HeldoutLoss:
+    """Means over held-out frames, in nats."""
+
+    cross_entropy: float  # -log π_BC(recorded action)
+    kl: float  # KL(π_expert ‖ π_BC) against the expert's stored distribution
+
+
+def frame_losses(logits: torch.Tensor, actions: torch.Tensor, expert_probs: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame cross entropy on `actions` and KL(expert ‖ model), in float64.
+
+    An action the expert never plays (p = 0) contributes 0 to the KL. For a one-hot expert the
+    two are equal to the last bit: both are -log_softmax at the recorded action.
+    """
+    log_model = torch.log_softmax(logits.double(), dim=1)
+    cross_entropy = -log_model.gather(1, actions[:, None])[:, 0]
+    expert = expert_probs.double()
+    expert = expert / expert.sum(dim=1, keepdim=True)  # float32 softmax rows sum to 1 only up to rounding
+    terms = torch.where(expert > 0, expert * (torch.log(expert) - log_model), torch.zeros_like(expert))
+    return cross_entropy, terms.sum(dim=1)
+
+
 @torch.inference_mode()
-def heldout_loss(model: torch.nn.Module, demos: Demonstrations, batch_size: int = 1024) -> float:
-    """Mean cross entropy over all frames of `demos` (on the model's device, float32)."""
+def heldout_loss(model: torch.nn.Module, demos: Demonstrations, batch_size: int = 1024) -> HeldoutLoss:
+    """Mean cross entropy and mean KL(expert ‖ model) over all frames of `demos` (on the model's device)."""
     device = _device_of(model)
-    total = 0.0
+    total_ce = total_kl = 0.0
     for start in range(0, len(demos), batch_size):
         index = np.arange(start, min(start + batch_size, len(demos)))
         logits = model(torch.from_numpy(demos.stacked(index)).to(device))
         actions = torch.from_numpy(demos.actions[index].astype(np.int64)).to(device)
-        total += F.cross_entropy(logits.float(), actions, reduction="sum").item()
-    return total / len(demos)
+        expert = torch.from_numpy(demos.expert_probs[index]).to(device)
+        cross_entropy, kl = frame_losses(logits.float(), actions, expert)
+        total_ce += cross_entropy.sum().item()
+        total_kl += kl.sum().item()
+    return HeldoutLoss(cross_entropy=total_ce / len(demos), kl=total_kl / len(demos))
 
 
 @torch.inference_mode()
@@ -133,6 +164,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
     config = checkpoint["config"]
     game = config["game"]
     extra = {}
+    kl, precision = float("nan"), "float32"  # NetHack: no expert distribution to compare with
     started = time.perf_counter()
     if game == NETHACK:
         from ilscaling.games import nethack as nh
@@ -161,12 +193,15 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
     else:
         demos = Demonstrations.load(heldout_path)
         num_actions = config["num_actions"]
-        if len(demos) and int(demos.actions.max()) >= num_actions:
-            raise DataFileError(f"{heldout_path} has actions up to {int(demos.actions.max())}, but the model of "
-                                f"{checkpoint_path} has {num_actions} ({game}): another game's demonstrations?")
-        loss, heldout_frames = heldout_loss(model, demos), len(demos)
+        if len(demos) and (int(demos.actions.max()) >= num_actions or demos.expert_probs.shape[1] != num_actions):
+            raise DataFileError(f"{heldout_path} has actions up to {int(demos.actions.max())} and an expert policy "
+                                f"over {demos.expert_probs.shape[1]} actions, but the model of {checkpoint_path} has "
+                                f"{num_actions} ({game}): another game's demonstrations?")
+        losses, heldout_frames = heldout_loss(model, demos), len(demos)
+        loss, kl, precision = losses.cross_entropy, losses.kl, HELDOUT_LOSS_PRECISION
         loss_s = time.perf_counter() - started
-        log(f"held-out loss {loss:.4f} over {heldout_frames} frames ({loss_s:.1f} s); playing {episodes} games")
+        log(f"held-out loss {loss:.4f}, KL {kl:.4f} over {heldout_frames} frames ({loss_s:.1f} s); "
+            f"playing {episodes} games")
         started = time.perf_counter()
         played = play_episodes(game, model, episodes, seed=seed, greedy=False, max_episode_steps=max_episode_steps,
                                num_threads=num_threads, generator=torch.Generator().manual_seed(seed), envs=envs,
@@ -179,7 +214,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         "game": game, "width": checkpoint["config"]["width"], "seed": checkpoint["config"]["seed"],
         "budget": checkpoint["budget"], "flops": checkpoint["flops"], "params": checkpoint["params"],
         "samples": checkpoint["samples"], "epochs": checkpoint["epochs"], "train_loss": checkpoint["train_loss"],
-        "loss": loss, "heldout_frames": heldout_frames,
+        "loss": loss, "kl": kl, "heldout_frames": heldout_frames,
         "return": float(returns.mean()),
         "return_sem": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else float("nan"),
         "episode_returns": returns.tolist(), "episode_lengths": lengths.tolist(),
@@ -189,7 +224,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
         "rollout_steps_per_s": float(lengths.sum() / max(rollout_s, 1e-9)),
         "rollout_play_steps_per_s": float(lengths.sum() / max(play_s, 1e-9)),
         "rollout_setup_s": setup_s,
-        **device_record(device, bf16), "heldout_loss_precision": "float32",
+        **device_record(device, bf16), "heldout_loss_precision": precision,
         "loss_s": loss_s, "rollout_s": rollout_s, "provenance": provenance(), **extra,
     }
     log(f"{game} w{result['width']} {result['budget']:.3g} FLOPs: held-out loss {loss:.4f}, "
@@ -200,27 +235,34 @@ def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, o
     return result
 
 
-RESULT_VARIABLES = ("loss", "return", "return_sem", "samples", "epochs", "flops_actual", "train_loss", "width")
+RESULT_VARIABLES = ("loss", "kl", "return", "return_sem", "samples", "epochs", "flops_actual", "train_loss", "width")
 EVALUATION_KEYS = ("game", "budget", "params", "seed", "flops", "loss", "return", "return_sem", "samples", "epochs",
-                   "train_loss", "width")  # what gather reads of an evaluation
+                   "train_loss", "width")  # what gather reads of an evaluation (and kl, see _evaluation_row)
+
+
+def _evaluation_row(path) -> dict:
+    """One evaluation's row of the results table. An Atari evaluation without `kl` predates it and is
+    an error; a NetHack one has none to have (no expert distribution), so NaN."""
+    result = read_json(path, "evaluation")
+    required = EVALUATION_KEYS + (() if result.get("game") == NETHACK else ("kl",))
+    result = require_keys(result, required, "evaluation", path)
+    return {"game": result["game"], "flops": float(result["budget"]), "params": int(result["params"]),
+            "seed": int(result["seed"]), "flops_actual": result["flops"], "kl": result.get("kl", np.nan),
+            **{k: result[k] for k in ("loss", "return", "return_sem", "samples", "epochs", "train_loss", "width")}}
 
 
 def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], out_nc: str | Path,
                    out_csv: str | Path, log=print) -> xr.Dataset:
     """All evaluations in one Dataset (dims game, flops, params, seed) plus a CSV twin.
 
-    From the data cards: `expert_return` and `expert_loss` (dim game).
+    `loss` is the held-out cross entropy on the recorded actions, `kl` the held-out KL(π_expert ‖ π_BC)
+    (NaN for NetHack, which has no expert distribution).
+    From the data cards: `expert_return`, `expert_loss` and `expert_kl` (dim game).
 
     `flops` is the nominal budget; the FLOPs a checkpoint actually reached (at most one batch
     more) are kept as `flops_actual`.
     """
-    rows = []
-    for path in eval_paths:
-        result = require_keys(read_json(path, "evaluation"), EVALUATION_KEYS, "evaluation", path)
-        rows.append({"game": result["game"], "flops": float(result["budget"]), "params": int(result["params"]),
-                     "seed": int(result["seed"]), "flops_actual": result["flops"],
-                     **{k: result[k] for k in ("loss", "return", "return_sem", "samples", "epochs",
-                                               "train_loss", "width")}})
+    rows = [_evaluation_row(path) for path in eval_paths]
     if not rows:
         raise ValueError("no evaluation results to gather")
     table = pd.DataFrame(rows).sort_values(["game", "flops", "params", "seed"])
@@ -234,7 +276,12 @@ def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], o
     # The expert's cross entropy on its own demonstrations: the floor of the held-out loss.
     dataset["expert_loss"] = ("game", [cards.get(g, {}).get("expert_cross_entropy", np.nan) for g in games])
     dataset["expert_loss"].attrs.update(long_name="expert's cross entropy on its demonstrations (loss floor)")
+    dataset["expert_kl"] = ("game", [cards.get(g, {}).get("expert_kl", np.nan) for g in games])
+    dataset["expert_kl"].attrs.update(long_name="expert network's KL to the policy it played (0 when it sampled)")
     dataset["loss"].attrs.update(long_name="held-out cross entropy", units="nats")
+    dataset["kl"].attrs.update(long_name="held-out KL(expert policy || BC policy)", units="nats",
+                               note="mean over held-out frames against the expert's recorded action distribution; "
+                                    "NaN for NetHack (no expert distribution)")
     dataset["return"].attrs.update(long_name="mean episode return of the sampled policy")
     dataset["flops"].attrs.update(long_name="training compute budget", units="FLOPs")
     dataset["params"].attrs.update(long_name="model parameters")
@@ -245,7 +292,8 @@ def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], o
         table.to_csv(tmp, index=False)
     for game, rows in table.groupby("game"):
         log(f"{game}: {len(rows)} evaluations, {rows['flops'].nunique()} budgets, {rows['params'].nunique()} sizes, "
-            f"loss {rows['loss'].min():.4f}..{rows['loss'].max():.4f}, return {rows['return'].min():.1f}.."
+            f"loss {rows['loss'].min():.4f}..{rows['loss'].max():.4f}, kl {rows['kl'].min():.4f}.."
+            f"{rows['kl'].max():.4f}, return {rows['return'].min():.1f}.."
             f"{rows['return'].max():.1f}")
     log(f"wrote {out_nc} and {out_csv}")
     return dataset

@@ -9,9 +9,11 @@
 2. The agent is trained by the sweep's trainer (`train.train_bc` with budgets [C*]) and evaluated by
    `evaluate.evaluate_checkpoint` with more games (rules in workflow/rules/forecast.smk).
 3. `forecast_verdict`: per method, the measured loss and return against the predicted value and its
-   interval: inside or not, and the relative error. The loss is checked against both L_min laws, the
-   pure power law (`loss`) and the saturating E + A C^b (`loss_saturating`, raw and vertex methods),
-   and the verdict says which of the two cross-validated better on the sweep. `verdict_markdown` writes every game's verdict,
+   interval: inside or not, and the relative error. The loss compared is the metric the fits fitted
+   for the game (fits.nc `loss_metric`: cross entropy or KL, recorded in the plan), measured by the
+   same evaluation. It is checked against both L_min laws, the pure power law (`loss`) and the
+   saturating E + A C^b (`loss_saturating`, raw and vertex methods), and the verdict says which of
+   the two cross-validated better on the sweep. `verdict_markdown` writes every game's verdict,
    with published reference numbers beside it, labelled as not produced by this run.
 """
 
@@ -25,7 +27,8 @@ import xarray as xr
 
 from ilscaling.flops import budget_label
 from ilscaling.io import atomic_path, open_netcdf, read_json, write_json
-from ilscaling.scaling import FLOOR_METHODS, METHODS, FitConfig, budget_text, floor_comparison, law_fit
+from ilscaling.scaling import (FLOOR_METHODS, LOSS_METRIC_TEXT, LOSS_METRICS, METHODS, FitConfig, budget_text,
+                               fitted_loss_metric, floor_comparison, law_fit)
 
 QUANTITIES = {"loss": "l_min", "return": "r_max"}  # verdict quantity -> forecast target of fits.nc
 INTERVALS = {  # what each method's interval is (fits.nc's `forecast` attribute)
@@ -153,6 +156,7 @@ def plan_forecast(fits: xr.Dataset, game: str, budget: float, sizes: dict[int, t
     confidence = FitConfig.from_attrs(fits.attrs).confidence
     return {
         "game": game, "budget": budget, "budget_label": budget_label(budget), "method": method,
+        "loss_metric": fitted_loss_metric(fits, game),
         "width_method": used, "n_star": n_star, "width": width, "params": params,
         "train_flops_per_sample": flops_per_sample, "samples": samples,
         "log10_params_over_n_star": math.log10(params / n_star), "notes": notes,
@@ -167,7 +171,8 @@ def write_forecast(fits_nc: str | Path, game: str, budget: float, sizes: dict[in
     with open_netcdf(fits_nc, "fits") as fits:
         plan = plan_forecast(fits.load(), game, budget, sizes, method)
     write_json(plan, out)
-    log(f"{game}: C* = {budget_text(budget)} FLOPs, {plan['width_method']} N* = {plan['n_star']:.4g} -> width "
+    log(f"{game} (loss: {LOSS_METRIC_TEXT[plan['loss_metric']]}): C* = {budget_text(budget)} FLOPs, "
+        f"{plan['width_method']} N* = {plan['n_star']:.4g} -> width "
         f"{plan['width']} ({plan['params']:,} params), D = {plan['samples']:.4g} samples"
         + "".join(f"; {note}" for note in plan["notes"]))
     return plan
@@ -200,7 +205,12 @@ def forecast_verdict(plan: dict, evaluation: dict) -> dict:
     if evaluation["game"] != plan["game"] or int(evaluation["width"]) != int(plan["width"]):
         raise ValueError(f"evaluation of {evaluation['game']} w{evaluation['width']} does not belong to the "
                          f"forecast of {plan['game']} w{plan['width']}")
-    measured = {"loss": float(evaluation["loss"]), "return": float(evaluation["return"])}
+    # Plans written before the loss metric could be chosen forecast the cross entropy.
+    metric = plan.get("loss_metric", "cross_entropy")
+    if LOSS_METRICS[metric] not in evaluation:
+        raise ValueError(f"the forecast of {plan['game']} predicts the {LOSS_METRIC_TEXT[metric]}, but its evaluation "
+                         f"has no {LOSS_METRICS[metric]!r} (evaluated before the KL was measured?)")
+    measured = {"loss": float(evaluation[LOSS_METRICS[metric]]), "return": float(evaluation["return"])}
     checks = []
     measured_values = dict(measured)
     measured_values[SATURATING] = measured["loss"]
@@ -214,8 +224,9 @@ def forecast_verdict(plan: dict, evaluation: dict) -> dict:
     return {
         "game": plan["game"], "budget": plan["budget"], "width": plan["width"], "params": plan["params"],
         "n_star": plan["n_star"], "width_method": plan["width_method"], "samples_planned": plan["samples"],
-        "confidence": plan["confidence"], "notes": plan["notes"],
-        "measured": {**measured, "return_sem": evaluation.get("return_sem"),
+        "confidence": plan["confidence"], "notes": plan["notes"], "loss_metric": metric,
+        "measured": {**measured, "cross_entropy": float(evaluation["loss"]),
+                     "kl": float(evaluation["kl"]) if "kl" in evaluation else None, "return_sem": evaluation.get("return_sem"),
                      "episodes": len(evaluation.get("episode_returns", [])), "flops": evaluation["flops"],
                      "samples": evaluation["samples"], "epochs": evaluation.get("epochs"),
                      "heldout_frames": evaluation.get("heldout_frames"),
@@ -250,6 +261,10 @@ def _inside_text(inside) -> str:
     return "no interval" if inside is None else ("inside" if inside else "**outside**")
 
 
+def _metric_text(verdict: dict) -> str:
+    return LOSS_METRIC_TEXT[verdict.get("loss_metric", "cross_entropy")]
+
+
 def _percent(value) -> str:
     return "–" if value is None else f"{100 * value:+.1f}%"
 
@@ -263,7 +278,7 @@ def _game_section(verdict: dict) -> list[str]:
              f"parameters -> width {verdict['width']} ({verdict['params']:,} parameters), trained for "
              f"{m['samples']:,} samples ({m['flops']:.4g} FLOPs"
              + (f", {m['epochs']:.2f} epochs" if m.get("epochs") is not None else "") + ").",
-             f"Measured: held-out loss {m['loss']:.4f}"
+             f"Loss compared: {_metric_text(verdict)}. Measured: held-out loss {m['loss']:.4f}"
              + (f" over {m['heldout_frames']:,} frames" if m.get("heldout_frames") else "")
              + f"; return {m['return']:.4g}{sem} over {m['episodes']} games"
              + (f" ({m['episodes_truncated']} cut by the step limit)" if m.get("episodes_truncated") else "") + ".", ""]
@@ -290,7 +305,7 @@ def _game_section(verdict: dict) -> list[str]:
     return lines + [""]
 
 
-VERDICT_COLUMNS = ("game", "C*", "width", "predicted loss [interval]", "measured loss", "predicted return [interval]",
+VERDICT_COLUMNS = ("game", "C*", "width", "loss", "predicted loss [interval]", "measured loss", "predicted return [interval]",
                    "measured return")
 
 
@@ -312,7 +327,7 @@ def verdict_cells(verdict: dict, method: str = "vertex") -> list[str]:
         interval = f" [{_num(c['lo'])}, {_num(c['hi'])}]" if c["lo"] is not None else ""
         cells += [f"{_num(c['predicted'])}{interval}", f"{_num(measured)} ({_inside_text(c['inside'])}, "
                                                        f"{_percent(c['relative_error'])})"]
-    return [verdict["game"], budget_text(verdict["budget"]), f"w{verdict['width']}", *cells]
+    return [verdict["game"], budget_text(verdict["budget"]), f"w{verdict['width']}", _metric_text(verdict), *cells]
 
 
 def verdict_markdown(verdicts: list[dict], references: list[dict]) -> str:

@@ -3,7 +3,9 @@
 Every figure is written as PNG and PDF under the stems of FIGURE_STEMS, and OVERVIEW_STEM, the
 page of a game's headline laws drawn by the same per-panel code. Parabolas come from
 the stored quadratic coefficients and power-law lines and bands from the stored fit
-statistics (`ilscaling.scaling.law_fit`), so a figure always shows exactly what was fitted.
+statistics (`ilscaling.scaling.law_fit`), so a figure always shows exactly what was fitted. The
+loss shown is the one fitted for the game (fits.nc `loss_metric`: cross entropy or KL), and every
+axis of a loss says which.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from ilscaling.scaling import (LINEAR_IN_LOG10_X, FitConfig, _format_interval, budget_text, law_fit, saturating_fit,
-                               seed_means)
+from ilscaling.scaling import (LINEAR_IN_LOG10_X, LOSS_METRIC_TEXT, FitConfig, _format_interval, budget_text,
+                               fitted_loss_metric, fitted_results, law_fit, loss_axis_label, saturating_fit, seed_means)
 
 FIGURE_STEMS = ("isoflop_loss", "isoflop_return", "optimal_params", "optimal_samples", "loss_frontier",
                 "return_frontier", "return_vs_loss", "allocation")
@@ -119,8 +121,8 @@ def _empty_figure(out_dir: Path, stem: str, message: str) -> list[Path]:
 
 
 def loss_metric_name(fits: xr.Dataset, game: str) -> str:
-    """The held-out loss the fits were made on: fits' `loss_metric` (game) where recorded, else cross entropy."""
-    return str(fits["loss_metric"].sel(game=game).item()) if "loss_metric" in fits else "cross entropy"
+    """The held-out loss the fits were made on, in words (fits' `loss_metric` of the game)."""
+    return LOSS_METRIC_TEXT[fitted_loss_metric(fits, game)]
 
 
 def _sel(data, **where):
@@ -191,7 +193,7 @@ def _draw_isoflop(ax, results: xr.Dataset, fits: xr.Dataset, game: str, metric: 
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
     ax.set_xlabel("parameters N")
-    ax.set_ylabel(f"held-out loss ({loss_metric_name(fits, game)})" if loss_metric else "mean episode return")
+    ax.set_ylabel(loss_axis_label(fitted_loss_metric(fits, game)) if loss_metric else "mean episode return")
     colours.colorbar(ax.get_figure(), ax)
 
     handles = [Line2D([], [], ls="--", color="grey", label="quadratic fit in log10 N"),
@@ -213,7 +215,8 @@ def _plot_isoflop(results: xr.Dataset, fits: xr.Dataset, game: str, metric: str,
     handles = _draw_isoflop(ax, results, fits, game, metric)
     if handles is None:
         return _empty_figure(out_dir, f"isoflop_{metric}", f"{game}: no {metric} values in the results")
-    ax.set_title(f"{game}: isoFLOP profiles of {'held-out loss' if metric == 'loss' else 'return'}")
+    what = f"held-out loss ({loss_metric_name(fits, game)})" if metric == "loss" else "return"
+    ax.set_title(f"{game}: isoFLOP profiles of {what}")
     fig.legend(handles=handles, loc="outside lower center", ncols=1, frameon=False, fontsize="small")
     return _save(fig, out_dir, f"isoflop_{metric}")
 
@@ -429,7 +432,7 @@ def _draw_return_vs_loss(ax, results: xr.Dataset, fits: xr.Dataset, game: str) -
     # The axis follows the points: an undetermined law's band (up to 1e244 here once) would
     # otherwise squash them into a line; a band that fills the panel says as much.
     ax.set_ylim(*limits)
-    ax.set_xlabel(f"held-out loss L ({loss_metric_name(fits, game)})")
+    ax.set_xlabel(loss_axis_label(fitted_loss_metric(fits, game), "L"))
     ax.set_ylabel("mean episode return R")
     colours.colorbar(ax.get_figure(), ax)
     return True
@@ -486,7 +489,8 @@ def _plot_allocation(fits: xr.Dataset, game: str, out_dir: Path) -> list[Path]:
         ax.set_ylabel(ylabel)
         ax.legend(fontsize="x-small", frameon=False)
     level = f"{100 * FitConfig.from_attrs(fits.attrs).confidence:g}%"
-    fig.suptitle(f"{game}: compute-optimal allocation by method ({level} intervals)")
+    metric = LOSS_METRIC_TEXT[fitted_loss_metric(fits, game)]
+    fig.suptitle(f"{game}: compute-optimal allocation of the {metric} by method ({level} intervals)")
     return _save(fig, out_dir, "allocation")
 
 
@@ -597,7 +601,8 @@ def _forecast_panel(ax, fits: xr.Dataset, verdict: dict, quantity: str, metric: 
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
     ax.set_xlabel("compute budget C (FLOPs)")
-    ax.set_ylabel("minimum held-out loss $L_{min}$" if quantity == "l_min" else "maximum return $R_{max}$")
+    metric = LOSS_METRIC_TEXT[fitted_loss_metric(fits, game)]
+    ax.set_ylabel(f"minimum held-out loss $L_{{min}}$ ({metric})" if quantity == "l_min" else "maximum return $R_{max}$")
     ax.legend(fontsize="x-small", frameon=False, loc="best")
 
 
@@ -627,15 +632,17 @@ def plot_game(results: xr.Dataset, fits: xr.Dataset, game: str, out_dir: Path) -
         raise ValueError(f"game {game!r} is not in both the results and the fits file")
     out_dir = Path(out_dir)
     expert = float(results["expert_return"].sel(game=game)) if "expert_return" in results else float("nan")
+    results = fitted_results(results, fits)  # `loss` is the metric the fits used
+    metric = f" ({LOSS_METRIC_TEXT[fitted_loss_metric(fits, game)]})"
     paths = []
     with sns.axes_style("ticks"), sns.plotting_context("paper", font_scale=1.1):
         paths += _save(overview_figure(results, fits, game), out_dir, OVERVIEW_STEM)
         paths += _plot_isoflop(results, fits, game, "loss", out_dir)
         paths += _plot_isoflop(results, fits, game, "return", out_dir)
-        paths += _plot_compute_law(fits, game, "n_opt", "loss", "optimal_params", "loss-optimal parameters $N_{opt}$",
-                                   out_dir)
+        paths += _plot_compute_law(fits, game, "n_opt", "loss", "optimal_params",
+                                   "loss-optimal parameters $N_{opt}$" + metric, out_dir)
         paths += _plot_compute_law(fits, game, "d_opt", "loss", "optimal_samples",
-                                   "training samples at $N_{opt}$ ($D_{opt}$)", out_dir)
+                                   "training samples at $N_{opt}$ ($D_{opt}$)" + metric, out_dir)
         paths += _plot_compute_law(fits, game, "l_min", "loss", "loss_frontier", _loss_frontier_label(fits, game),
                                    out_dir)
         paths += _plot_compute_law(fits, game, "r_max", "return", "return_frontier", "maximum return $R_{max}$",

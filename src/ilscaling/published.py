@@ -1,7 +1,9 @@
 """Published results into the project's results Dataset (dims game, flops, params, seed).
 
-Three inputs, all giving the Dataset that `ilscaling.evaluate.gather_results` writes (loss,
-return, return_sem, samples, epochs; NaN where not run; `expert_return` per game):
+Three inputs, all giving the Dataset that `ilscaling.evaluate.gather_results` writes (loss, kl,
+return, return_sem, samples, epochs; NaN where not run; `expert_return` per game). Published results
+hold no KL to the expert's policy (no expert distribution was released): `kl` is NaN throughout, so
+their fits use the cross entropy whatever fit.loss_metric says, and fits.nc records it.
 
 * the authors' released Atari `experiment_data` (Tuyls et al. 2023): torch pickles mapping a
   budget string such as '1e13' to {num_params: value} in `eval_loss/eval_loss_<Game>.tar`,
@@ -31,7 +33,7 @@ import pandas as pd
 import xarray as xr
 
 DIMS = ("game", "flops", "params", "seed")
-VALUE_COLUMNS = ("loss", "return", "return_sem", "samples", "epochs")
+VALUE_COLUMNS = ("loss", "kl", "return", "return_sem", "samples", "epochs")
 CSV_COLUMNS = ("game", "flops", "params", "samples", "loss", "return")
 ATARI_FOLDERS = ("eval_loss", "eval_return", "flop_params_to_samples")
 NETHACK_LOSS = re.compile(r"eval_loss_overlap_(?P<overlap>\d+)_model_(?P<budget>[0-9.]+e\+?[0-9]+)\.tar$")
@@ -144,6 +146,7 @@ def _dataset_from_rows(rows: list[dict], expert: dict[str, float] | None = None)
     expert = expert or {}
     dataset["expert_return"] = ("game", [expert.get(g, np.nan) for g in dataset["game"].values])
     dataset["loss"].attrs.update(long_name="held-out cross entropy")
+    dataset["kl"].attrs.update(long_name="held-out KL(expert policy || BC policy)", note="not published: NaN")
     dataset["return"].attrs.update(long_name="mean episode return")
     dataset["flops"].attrs.update(long_name="training compute budget", units="FLOPs")
     dataset["params"].attrs.update(long_name="model parameters")

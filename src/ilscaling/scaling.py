@@ -17,6 +17,12 @@ The pipeline follows Tuyls et al. (2023), section 3 (itself after Hoffmann et al
    `law_form` variable says which. Return vs loss is R = a * (1/L)**k over every
    (loss, return) point with return > 0.
 
+The loss that is fitted is `FitConfig.loss_metric`: the held-out cross entropy on the recorded
+actions (as the paper), or the held-out KL(π_expert ‖ π_BC), the part of it a better imitator can
+remove when the expert samples (its cross entropy sits on the expert's own entropy). A game with no
+finite value of the chosen metric (NetHack and published sets have no expert distribution) is fitted
+on cross entropy; fits.nc says per game which metric was fitted (`loss_metric`).
+
 Every fitted quantity carries its interval; the result Dataset (`fit_results`) holds enough
 (quadratic coefficients, line covariances) for figures to draw fits and bands without refitting.
 """
@@ -63,6 +69,8 @@ FLOOR_METHODS = ("raw", "vertex")
 FLOOR_INFO = ("n_points", "huber_objective", "n_bootstrap", "n_bootstrap_usable", "log_residual_sd",
               "cv_folds", "cv_rmse", "holdout_n", "holdout_rmse", "holdout_max_abs_error")
 MIN_CV_FOLDS_TO_COMPARE = 2  # fewer one-step-ahead folds cannot tell the pure and saturating laws apart
+LOSS_METRICS = {"cross_entropy": "loss", "kl": "kl"}  # fit.loss_metric -> the results variable holding it
+LOSS_METRIC_TEXT = {"cross_entropy": "cross entropy", "kl": "KL(expert ‖ BC)"}
 
 # Per-budget variables of the fits Dataset, dims (game, flops), all float.
 LOSS_BUDGET_VARIABLES = ("n_opt", "n_opt_lo", "n_opt_hi", "l_min", "l_min_lo", "l_min_hi",
@@ -91,6 +99,7 @@ class FitConfig:
     negative_returns: str = "exclude"  # returns <= 0 in log fits: "exclude" them, or "shift" all returns
     bootstrap: int = 1000  # resamples of the parametric fit L(N, D) and of the saturating loss law E + A C^b
     bootstrap_seed: int = 0
+    loss_metric: str = "cross_entropy"  # the loss fitted: "cross_entropy" (recorded actions) or "kl" (expert policy)
 
     def __post_init__(self):
         if self.min_sizes_per_budget < 3:
@@ -111,6 +120,8 @@ class FitConfig:
             raise ValueError(f"negative_returns must be one of {NEGATIVE_RETURN_MODES}, got {self.negative_returns!r}")
         if self.bootstrap < 0:
             raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
+        if self.loss_metric not in LOSS_METRICS:
+            raise ValueError(f"loss_metric must be one of {tuple(LOSS_METRICS)}, got {self.loss_metric!r}")
         self.game_forecast_budgets()  # raises on a malformed spec
 
     def game_forecast_budgets(self) -> dict[str, float]:
@@ -938,8 +949,45 @@ def _forecast(laws, parametric, budget, shift, config) -> np.ndarray:
 # Whole results file
 # ---------------------------------------------------------------------------------------------
 
-def validate_results(results: xr.Dataset) -> None:
-    """Raise ValueError naming the problem (and game) for results that cannot be fitted."""
+def loss_metric_of(results: xr.Dataset, game: str, requested: str) -> str:
+    """The loss metric fitted for `game`: `requested`, or cross_entropy where the game has no finite
+    value of it (NetHack and published sets have no expert distribution, so no KL)."""
+    variable = LOSS_METRICS[requested]
+    if variable in results and np.isfinite(results[variable].sel(game=game).values).any():
+        return requested
+    return "cross_entropy"
+
+
+def select_loss_metric(results: xr.Dataset, metrics: dict[str, str]) -> xr.Dataset:
+    """`results` whose `loss` holds, game by game, the metric named in `metrics` (game -> loss metric)."""
+    loss = results["loss"].copy()
+    for game, metric in metrics.items():
+        if metric != "cross_entropy":
+            loss.loc[{"game": game}] = results[LOSS_METRICS[metric]].sel(game=game)
+    return results.assign(loss=loss)
+
+
+def fitted_loss_metric(fits: xr.Dataset, game: str) -> str:
+    """The loss metric a fits Dataset fitted for `game` (files written before the choice existed: cross entropy)."""
+    return str(fits["loss_metric"].sel(game=game).item()) if "loss_metric" in fits else "cross_entropy"
+
+
+def fitted_results(results: xr.Dataset, fits: xr.Dataset) -> xr.Dataset:
+    """`results` whose `loss` is, game by game, the metric that `fits` fitted (what figures must show)."""
+    games = [str(g) for g in fits["game"].values if g in results["game"].values]
+    return select_loss_metric(results, {g: fitted_loss_metric(fits, g) for g in games})
+
+
+def loss_axis_label(metric: str, symbol: str = "") -> str:
+    """An axis label naming the loss metric, e.g. "held-out loss L (KL(expert ‖ BC))"."""
+    return f"held-out loss{' ' + symbol if symbol else ''} ({LOSS_METRIC_TEXT[metric]})"
+
+
+def validate_results(results: xr.Dataset, loss_metrics: dict[str, str] | None = None) -> None:
+    """Raise ValueError naming the problem (and game) for results that cannot be fitted.
+
+    `loss_metrics` (game -> metric) names what `loss` holds per game (default: cross entropy).
+    """
     missing = [v for v in REQUIRED_VARIABLES if v not in results.data_vars]
     missing_dims = [d for d in REQUIRED_DIMS if d not in results.dims]
     if missing or missing_dims:
@@ -961,8 +1009,9 @@ def validate_results(results: xr.Dataset) -> None:
             first = bad.stack(point=bad.dims).dropna("point")["point"].values[0]
             where = ", ".join(f"{dim}={budget_text(value) if dim == 'flops' else value}"
                               for dim, value in zip(bad.dims, first))
-            raise ValueError(f"game {game!r}: non-positive loss values (first at {where}); "
-                             f"a cross entropy must be > 0 to fit in log space")
+            metric = LOSS_METRIC_TEXT[(loss_metrics or {}).get(game, "cross_entropy")]
+            raise ValueError(f"game {game!r}: non-positive loss values ({metric}; first at {where}); "
+                             f"a loss must be > 0 to fit in log space")
         has_data = np.isfinite(loss).any([d for d in loss.dims if d != "flops"])
         budgets_with_data = loss["flops"].values[has_data.values]
         if len(budgets_with_data) < 2:
@@ -1006,9 +1055,14 @@ def fit_results(results: xr.Dataset, config: FitConfig = FitConfig()) -> xr.Data
         FLOOR_INFO (points, Huber objective, resamples drawn and usable, one-step-ahead CV and holdout
         errors in log10 L, comparable with the pure law's); floor_forecast (game, floor_method, bound):
         L_min at forecast_budget with its prediction interval; floor_note (game, floor_method).
+      loss_metric (game): the loss fitted as "loss" everywhere above (config.loss_metric, or
+        cross_entropy for a game without a finite value of it); the return-vs-loss law uses it too.
     The FitConfig is in the attrs (see FitConfig.from_attrs).
     """
-    validate_results(results)
+    validate_results(results)  # the structure, and the cross entropy
+    loss_metrics = {str(g): loss_metric_of(results, str(g), config.loss_metric) for g in results["game"].values}
+    results = select_loss_metric(results, loss_metrics)
+    validate_results(results, loss_metrics)  # the loss that is fitted
     keep = list(REQUIRED_VARIABLES) + (["return_weight"] if "return_weight" in results else [])
     means = seed_means(results[keep])
     games = [str(g) for g in results["game"].values]
@@ -1104,6 +1158,7 @@ def fit_results(results: xr.Dataset, config: FitConfig = FitConfig()) -> xr.Data
                               np.array([[f["floor"][m]["forecast"] for m in FLOOR_METHODS] for f in per_game]))
     data["floor_note"] = (floor_dims, np.array([[f["floor"][m]["note"] for m in FLOOR_METHODS] for f in per_game], str))
     data["forecast_budget"] = ("game", np.array([f["forecast_budget"] for f in per_game]))
+    data["loss_metric"] = ("game", np.array([loss_metrics[g] for g in games], str))
 
     fits = xr.Dataset(data, coords={
         "game": games, "flops": results["flops"].values.astype(float), "metric": list(METRICS),
@@ -1138,7 +1193,10 @@ def fit_results(results: xr.Dataset, config: FitConfig = FitConfig()) -> xr.Data
     )
     fits["n_opt"].attrs.update(long_name="loss-optimal parameters N_opt")
     fits["d_opt"].attrs.update(long_name="training samples at N_opt (D_opt)")
-    fits["l_min"].attrs.update(long_name="minimum held-out loss L_min")
+    fits["l_min"].attrs.update(long_name="minimum held-out loss L_min (the game's loss_metric)")
+    fits["loss_metric"].attrs.update(long_name="loss fitted: cross_entropy (on the recorded actions) or kl "
+                                               "(KL(expert policy || BC policy)); fit.loss_metric, or cross_entropy "
+                                               "where the game has no finite value of it")
     fits["r_max"].attrs.update(long_name="maximum return R_max")
     fits["n_opt_return"].attrs.update(long_name="return-optimal parameters")
     return fits
@@ -1315,6 +1373,18 @@ def _extra_tables(fits: xr.Dataset, game: str, level: str) -> list[str]:
     return lines
 
 
+def _loss_metric_line(fits: xr.Dataset, game: str, config: FitConfig) -> str:
+    """Which loss L is in every loss law, L_min and R(L) of the game, and why when it is not the requested one."""
+    metric = fitted_loss_metric(fits, game)
+    what = {"cross_entropy": "held-out cross entropy on the recorded actions",
+            "kl": "held-out KL(π_expert ‖ π_BC) against the expert's recorded action distribution"}[metric]
+    line = f"Loss fitted (L in every loss law, L_min and return vs loss): **{LOSS_METRIC_TEXT[metric]}**, the {what}."
+    if metric != config.loss_metric:
+        line += (f" (fit.loss_metric = {config.loss_metric}, but this game has no finite {config.loss_metric} "
+                 "values: it has no expert distribution, as NetHack and published results.)")
+    return line
+
+
 def summary_markdown(fits: xr.Dataset) -> str:
     """A table per game: each law's exponent by method with intervals, checks, flags, parametric fit and forecast."""
     config = FitConfig.from_attrs(fits.attrs)
@@ -1326,7 +1396,8 @@ def summary_markdown(fits: xr.Dataset) -> str:
              "errors in log10 units for power laws; holdout = refit without the largest "
              f"{config.holdout_budgets} budget(s).", ""]
     for game in fits["game"].values:
-        lines += [f"## {game}", ""] + _law_table(fits, game, level) + _floor_table(fits, game, level) + [""]
+        lines += [f"## {game}", "", _loss_metric_line(fits, str(game), config), ""]
+        lines += _law_table(fits, game, level) + _floor_table(fits, game, level) + [""]
         for metric in METRICS:
             status = fits["status"].sel(game=game, metric=metric)
             flagged = [f"{budget_text(c)} ({s})" for c, s in zip(fits["flops"].values, status.values)

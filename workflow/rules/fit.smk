@@ -2,15 +2,18 @@
 from ilscaling.config import forecast_budget
 
 
-def fit_options(games=None):
+def fit_options(games=None, loss_metric=None):
     """Every fit: key of the config as an `ilscaling fit` flag, and, for the study's `games`, C*.
+
+    `loss_metric`, when given, replaces fit.loss_metric (published results hold only cross entropy).
 
     C* has one source, the forecast section: each game's C* is passed exactly as the forecast
     stage trains it (forecast_budget). Without games (the `published` re-fits, where no agent is
     trained) the fit forecasts at its default, 10x each game's largest budget.
     """
     flags = []
-    for key, value in config["fit"].items():
+    settings = {**config["fit"], **({"loss_metric": loss_metric} if loss_metric else {})}
+    for key, value in settings.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             flags.append(flag if value else "--no-" + key.replace("_", "-"))

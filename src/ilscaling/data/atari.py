@@ -5,6 +5,10 @@ One `.npz` per split (train, heldout) holds whole episodes back to back:
   actions (T,) uint8, rewards (T,) float32
   episode_starts (E + 1,) int64  offsets into the frame axis, last entry = T
   episode_ids (E,) int64, episode_returns (E,) float64
+  expert_probs (T, A) float32  the expert's action distribution at each frame, as played: the
+                               softmax it sampled from, or the one-hot on the recorded (argmax)
+                               action when greedy; a BC model's KL is measured against it
+                               (24 bytes a frame for 6 actions beside the frame's 7 KB)
 Storing single frames is 4x smaller than stacks; the stack is rebuilt exactly as ALE builds
 it (zeros before the episode's first frame), which a test checks against the live env.
 """
@@ -22,7 +26,9 @@ from ilscaling.data import split_episodes  # noqa: F401  (re-exported: the split
 from ilscaling.io import DataFileError, atomic_path, write_json
 
 STACK = 4
-_ARRAYS = ("frames", "actions", "rewards", "episode_starts", "episode_ids", "episode_returns")
+_ARRAYS = ("frames", "actions", "rewards", "episode_starts", "episode_ids", "episode_returns", "expert_probs")
+EXPERT_PROBS_TEXT = ("expert_probs (T, A) float32: the expert's action distribution at each frame as played "
+                     "(its softmax when sampling, the one-hot on the recorded action when greedy)")
 
 
 @dataclass
@@ -33,6 +39,7 @@ class Demonstrations:
     episode_starts: np.ndarray
     episode_ids: np.ndarray
     episode_returns: np.ndarray
+    expert_probs: np.ndarray
 
     def __post_init__(self):
         lengths = np.diff(self.episode_starts)
@@ -56,8 +63,8 @@ class Demonstrations:
         return stacks
 
     @classmethod
-    def from_episodes(cls, frames, actions, rewards, episode_ids) -> "Demonstrations":
-        """Concatenate per-episode arrays (lists) into one split."""
+    def from_episodes(cls, frames, actions, rewards, episode_ids, expert_probs) -> "Demonstrations":
+        """Concatenate per-episode arrays (lists; expert_probs: (T, A) each) into one split."""
         lengths = np.array([len(a) for a in actions], dtype=np.int64)
         return cls(
             frames=np.concatenate(frames) if frames else np.zeros((0, 84, 84), np.uint8),
@@ -66,6 +73,8 @@ class Demonstrations:
             episode_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             episode_ids=np.asarray(episode_ids, dtype=np.int64),
             episode_returns=np.array([float(np.sum(r)) for r in rewards], dtype=np.float64),
+            expert_probs=(np.concatenate(expert_probs).astype(np.float32) if expert_probs
+                          else np.zeros((0, 0), np.float32)),
         )
 
     def save(self, path: str | os.PathLike) -> None:
@@ -82,14 +91,34 @@ class Demonstrations:
             with np.load(path) as archive:
                 missing = [name for name in _ARRAYS if name not in archive.files]
                 if missing:
-                    raise DataFileError(f"demonstration file {path} lacks arrays {missing}")
+                    hint = ("; it predates the stored expert policy: record the demonstrations again"
+                            if missing == ["expert_probs"] else "")
+                    raise DataFileError(f"demonstration file {path} lacks arrays {missing}{hint}")
                 arrays = {name: archive[name] for name in _ARRAYS}
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
             raise DataFileError(f"demonstration file {path} is corrupt or truncated ({err})") from err
         demos = cls(**arrays)
         if demos.episode_starts[-1] != len(demos.frames) or len(demos.frames) != len(demos.actions):
             raise DataFileError(f"demonstration file {path} is inconsistent: episode offsets do not match frames")
+        check_expert_probs(demos, path)
         return demos
+
+
+def check_expert_probs(demos: Demonstrations, path) -> None:
+    """expert_probs holds one distribution per frame over at least the recorded actions."""
+    probs = demos.expert_probs
+    if probs.ndim != 2 or len(probs) != len(demos.actions):
+        raise DataFileError(f"demonstration file {path} is inconsistent: expert_probs has shape {probs.shape}, "
+                            f"expected ({len(demos.actions)}, number of actions)")
+    if len(probs) == 0:
+        return
+    if int(demos.actions.max()) >= probs.shape[1]:
+        raise DataFileError(f"demonstration file {path} is inconsistent: actions up to {int(demos.actions.max())} "
+                            f"but expert_probs covers {probs.shape[1]} actions")
+    sums = probs.sum(axis=1, dtype=np.float64)
+    if not (np.isfinite(probs).all() and (probs >= 0).all() and np.allclose(sums, 1.0, atol=1e-4)):
+        raise DataFileError(f"demonstration file {path}: expert_probs rows are not probability distributions "
+                            f"(row sums {sums.min():.6g}..{sums.max():.6g})")
 
 
 def write_demonstrations(episodes, out_dir: str | os.PathLike, heldout_fraction: float, seed: int,
@@ -100,11 +129,15 @@ def write_demonstrations(episodes, out_dir: str | os.PathLike, heldout_fraction:
     """
     out_dir = Path(out_dir)
     train_ids, heldout_ids = split_episodes(len(episodes.frames), heldout_fraction, seed)
-    card = {"game": game, "split_seed": seed, "heldout_fraction": heldout_fraction, **card_fields}
+    card = {"game": game, "split_seed": seed, "heldout_fraction": heldout_fraction,
+            "arrays": {"frames": "(T, 84, 84) uint8, newest frame of each observation", "actions": "(T,) uint8",
+                       "rewards": "(T,) float32", "episode_starts": "(E + 1,) int64", "episode_ids": "(E,) int64",
+                       "episode_returns": "(E,) float64", "expert_probs": EXPERT_PROBS_TEXT},
+            **card_fields}
     for name, ids in (("train", train_ids), ("heldout", heldout_ids)):
         split = Demonstrations.from_episodes(
             [episodes.frames[i] for i in ids], [episodes.actions[i] for i in ids],
-            [episodes.rewards[i] for i in ids], ids,
+            [episodes.rewards[i] for i in ids], ids, [episodes.policies[i] for i in ids],
         )
         split.save(out_dir / f"{name}.npz")
         card[name] = {

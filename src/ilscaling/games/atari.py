@@ -169,6 +169,9 @@ class Episodes:
     frames: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)  # (T,) uint8
     rewards: list[np.ndarray] = field(default_factory=list)  # (T,) float32, unclipped
+    # (T, A) float32: the action distribution the agent played at each step (record_demonstrations
+    # only): the softmax it sampled from, or the one-hot on the argmax when greedy.
+    policies: list[np.ndarray] = field(default_factory=list)
     setup_s: float = 0.0  # creating and resetting the envs
     play_s: float = 0.0  # stepping: agent steps / play_s is the rollout speed
 
@@ -188,6 +191,7 @@ class Episodes:
             frames=[f for p in parts for f in p.frames],
             actions=[a for p in parts for a in p.actions],
             rewards=[r for p in parts for r in p.rewards],
+            policies=[q for p in parts for q in p.policies],
             setup_s=sum(p.setup_s for p in parts),
             play_s=sum(p.play_s for p in parts),
         )
@@ -228,15 +232,19 @@ class _EpisodeRecorder:
 
 def _choose_actions(
     policy: Policy, observations: np.ndarray, *, greedy: bool, generator: torch.Generator | None
-) -> np.ndarray:
-    """One batched policy call -> int64 actions (record_demonstrations: one shared generator)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """One batched policy call -> int64 actions and the (N, A) float32 distribution they were
+    drawn from: the softmax when sampling, the one-hot on the argmax when greedy (what was played).
+    record_demonstrations: one shared generator."""
     with torch.inference_mode():
         logits = policy(torch.from_numpy(observations))
         if greedy:
             actions = logits.argmax(dim=1)
+            played = torch.nn.functional.one_hot(actions, logits.shape[1]).float()
         else:
-            actions = torch.multinomial(torch.softmax(logits.float(), dim=1), 1, generator=generator)[:, 0]
-    return actions.numpy().astype(np.int64)
+            played = torch.softmax(logits.float(), dim=1)
+            actions = torch.multinomial(played, 1, generator=generator)[:, 0]
+    return actions.numpy().astype(np.int64), played.numpy()
 
 
 class _EnvGroup:
@@ -415,7 +423,9 @@ def record_demonstrations(
     hears of each episode kept).
 
     greedy=True takes the argmax action (the paper); greedy=False samples from the policy
-    (seeded by `seed`), for experts too weak to play well deterministically.
+    (seeded by `seed`), for experts too weak to play well deterministically. Each kept step
+    also keeps the distribution played (`policies`: softmax, or one-hot when greedy), against
+    which a BC model's KL is measured.
 
     Envs auto-reset and keep playing, so every env contributes many episodes in the order they
     finish. Games still in progress when the target is reached are discarded, so every
@@ -430,20 +440,25 @@ def record_demonstrations(
     all_envs = np.arange(num_envs)
     running_returns = np.zeros(num_envs)
     recorder = _EpisodeRecorder(num_envs)
-    returns, truncated, frames, actions_kept, rewards_kept = [], [], [], [], []
+    running_policies = [[] for _ in range(num_envs)]  # the played distributions of each running game
+    returns, truncated, frames, actions_kept, rewards_kept, policies_kept = [], [], [], [], [], []
     collected = 0
     generator = torch.Generator().manual_seed(seed)
     try:
         while collected < num_frames:
-            actions = _choose_actions(policy, observations, greedy=greedy, generator=generator)
+            actions, played = _choose_actions(policy, observations, greedy=greedy, generator=generator)
             next_observations, rewards, terminated, truncations, _ = env.step(actions)
             recorder.add(all_envs, observations, actions, rewards)
+            for i in all_envs:
+                running_policies[i].append(played[i])
             running_returns += rewards
             for i in np.flatnonzero(terminated | truncations):
                 episode_frames, episode_actions, episode_rewards = recorder.close(i)
                 frames.append(episode_frames)
                 actions_kept.append(episode_actions)
                 rewards_kept.append(episode_rewards)
+                policies_kept.append(np.stack(running_policies[i]))
+                running_policies[i] = []
                 returns.append(running_returns[i])
                 truncated.append(bool(truncations[i]))
                 running_returns[i] = 0.0
@@ -461,4 +476,5 @@ def record_demonstrations(
         frames=frames,
         actions=actions_kept,
         rewards=rewards_kept,
+        policies=policies_kept,
     )
