@@ -191,17 +191,6 @@ def fastest(kernels: list[Kernel], seconds: float, rounds: int) -> tuple[Kernel,
     return best, rates
 
 
-def step_flops(step: Callable[[], object]) -> int:
-    """FLOPs one call of `step` does as FlopCounterMode counts them: matmuls and convolutions,
-    forward and backward, each backward only for the gradients it computes (a first convolution
-    computes no input gradient: its backward is 1x its forward, not 2x)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
-
-
 def best_rates(steps: list, seconds: float, rounds: int) -> list[float]:
     """Calls per second of each step, best of `rounds` trials, the steps' trials alternating."""
     best = [0.0] * len(steps)

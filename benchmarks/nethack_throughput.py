@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from ilscaling.data.nethack import build_database, make_split, sequence_batches, Split
+from ilscaling.flops import measured_step_flops as step_flops
 from ilscaling.games.nethack_bot import record_bot_games
 from ilscaling.models.nethack import NetHackModelConfig, NetHackNet
-from machine import best_rates, describe, print_ceiling, step_flops
+from machine import best_rates, describe, print_ceiling
 
 
 def loader_frames_per_s(split: Split, batch_size: int, unroll: int, seconds: float) -> float:

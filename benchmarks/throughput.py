@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from ilscaling.data.atari import Demonstrations
+from ilscaling.flops import measured_step_flops as step_flops
 from ilscaling.games.atari import num_actions
 from ilscaling.models.atari import WidthCNN
 from ilscaling.train import autocast, resolve_device
 from ilscaling.train_batched import StackedCNN, member_losses, vectorized
-from machine import best_rates, describe, print_ceiling, step_flops
+from machine import best_rates, describe, print_ceiling
 
 CPU_TARGET = 0.60       # issue 7: the CPU trainer at >= 60% of the fp32 peak for widths >= 34
 GPU_TARGET = 0.35       # issue 7: >= 35% of the bf16 peak for models of 1M parameters and more
