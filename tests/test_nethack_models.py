@@ -7,10 +7,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ilscaling.models.nethack import (
     ENCODERS,
+    SCALED_REFERENCE_WIDTH,
     NetHackModelConfig,
     NetHackNet,
     crop_around_cursor,
     model_size,
+    scaled_encoders,
     size_table,
 )
 
@@ -43,7 +45,8 @@ def random_state(net, batch, seed=1):
 
 
 CASES = [(core, variant, h) for core in ("lstm", "transformer") for variant in ("full", "reduced")
-         for h in (32, 64, 128)]
+         for h in (32, 64, 128)] + [(core, "scaled", h) for core in ("lstm", "transformer") for h in (32, 128)]
+SCALED_WIDTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)  # the widths the scaled variant is meant for
 
 
 @pytest.mark.parametrize("core,variant,hidden", CASES)
@@ -73,6 +76,44 @@ def test_reduced_variant_is_at_least_five_times_cheaper():
         full, reduced = model(hidden, variant="full"), model(hidden, variant="reduced")
         assert 5 * reduced.encoder_flops() < full.encoder_flops()
     assert ENCODERS["reduced"].res_blocks < ENCODERS["full"].res_blocks
+
+
+def test_scaled_variant_is_the_reduced_one_at_the_reference_width():
+    assert scaled_encoders(SCALED_REFERENCE_WIDTH) == ENCODERS["reduced"]
+    scaled = model_size(NetHackModelConfig(hidden=SCALED_REFERENCE_WIDTH, variant="scaled"))
+    assert scaled == model_size(NetHackModelConfig(hidden=SCALED_REFERENCE_WIDTH, variant="reduced"))
+    assert scaled_encoders(512).screen_channels == (16, 32) and scaled_encoders(64).msg_hdim == 4
+    assert scaled_encoders(16).crop_out == 1  # never below one channel
+
+
+def test_scaled_training_flops_grow_with_the_parameters():
+    """FLOPs per sample / 6N within 2x over the scaled widths (the reduced variant: 3x over 16..256)."""
+    rows = size_table([NetHackModelConfig(hidden=h, variant="scaled", unroll=32) for h in SCALED_WIDTHS])
+    ratios = [row["train_flops"] / row["six_n"] for row in rows]
+    assert max(ratios) < 2 * min(ratios)
+    assert 1.5 < min(ratios) and max(ratios) < 3.5
+    assert [row["params"] for row in rows] == sorted(row["params"] for row in rows)
+    # 16 -> 512 is 177x the parameters and 227x the FLOPs per sample
+    assert rows[-1]["train_flops"] / rows[0]["train_flops"] > 0.5 * rows[-1]["params"] / rows[0]["params"] > 50
+    reduced = [model_size(NetHackModelConfig(hidden=h, variant="reduced", unroll=32)) for h in (16, 256)]
+    assert reduced[1][1] / reduced[0][1] < 1.5  # fixed encoders: 16x the width, 1.36x the FLOPs
+
+
+@pytest.mark.parametrize("hidden", [16, 64])
+def test_scaled_variant_trains_a_step(hidden):
+    net = model(hidden, variant="scaled", unroll=4).train()
+    inputs = make_batch(2, 4, done_prob=0.2)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(3):
+        logits, _ = net(*inputs, net.initial_state(2))
+        loss = F.cross_entropy(logits.reshape(-1, 121), inputs[3].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
 
 
 def test_lstm_state_resets_at_done():

@@ -57,6 +57,27 @@ def test_small_models_are_bound_by_samples_per_second(paper):
     assert seconds > 1e16 / paper["resources"]["throughput"]["gpu"]["train_flops_per_s"]
 
 
+def test_scaled_nethack_estimates_follow_the_models_flops():
+    """With encoders that grow with h (variant scaled) a budget buys the small widths many more
+    samples: they are bound by samples/s, the large ones by FLOP/s, and the grid follows the prior."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    del config["atari"]
+    config["nethack"]["model"]["variant"] = "scaled"
+    config["nethack"]["sweep"]["widths"] = [16, 32, 64, 128, 256, 512]
+    del config["nethack"]["sweep"]["grid"]
+    config = validate_config(config)
+    cpu = config["resources"]["throughput"]["cpu"]
+    sizes = {w: job_resources.model_size(config, "NetHack", w) for w in (16, 512)}
+    assert sizes[512][1] / sizes[16][1] > 0.5 * sizes[512][0] / sizes[16][0]
+    small, large = (job_resources.training_seconds(config, "NetHack", w, 1e12) for w in (16, 512))
+    assert small == pytest.approx(1e12 / sizes[16][1] / cpu["train_samples_per_s"])
+    assert large == pytest.approx(1e12 / cpu["train_flops_per_s"])
+    assert small > 10 * large
+    grid = sweep_runs(config, "NetHack")
+    widths = sorted({run.width for run in grid})
+    assert widths[0] == 16 and 512 not in widths  # the prior's optimum at 5e12 FLOPs is near h = 48
+
+
 def test_requests_grow_with_the_attempt(paper, paper_nethack):
     for first, second, third in [
         [job_resources.training(paper, "Qbert", 34, 1e16, attempt=a) for a in (1, 2, 3)],

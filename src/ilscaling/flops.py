@@ -99,6 +99,17 @@ def measured_forward_flops(model: nn.Module, example: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
+def measured_step_flops(step) -> int:
+    """FLOPs PyTorch's FlopCounterMode counts in one call of `step` (e.g. a training step): matmuls
+    and convolutions, forward and backward, each backward only for the gradients it computes (a
+    first layer computes no input gradient: its backward is 1x its forward, not the convention's 2x)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
 def budget_label(budget: float) -> str:
     """Compact, file-name-safe label of a FLOP budget: 1e10, 2e10, 2.5e11."""
     mantissa, exponent = f"{budget:.6e}".split("e")

@@ -60,7 +60,7 @@ class BCArgs:
     core: str = "lstm"
     """NetHack: the recurrent core, lstm (the paper's first version) or transformer (its TMLR version)."""
     variant: str = "full"
-    """NetHack: encoder sizes, full (the paper's) or reduced (the CPU-sized default study)."""
+    """NetHack: encoder sizes, full (the paper's), reduced (the CPU-sized default study) or scaled (reduced x h/256)."""
     num_threads: int = 1
     """CPU threads for PyTorch."""
     device: str = "auto"

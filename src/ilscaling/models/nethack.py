@@ -20,7 +20,8 @@ Positions are rotary (sinusoidal rotations of queries and keys by their offset i
 they depend only on distances, so a sequence fed in unrolls of 80 or step by step in a rollout
 sees the same position signal, and they add no parameters or counted FLOPs.
 
-Variants (`ENCODERS`) fix the encoder sizes; only h scales:
+Variants: "full" and "reduced" (`ENCODERS`) fix the encoder sizes, only h scales; "scaled" grows
+the encoders with h too:
 
 * "full": the authors' sizes -- embeddings 16 + 16, message MLP 64, ResNet 2 stages of (16, 32)
   channels with 2 residual blocks of 2 convs each (10 convs), crop 5 convs 16 -> 8 channels, bottom
@@ -33,6 +34,13 @@ Variants (`ENCODERS`) fix the encoder sizes; only h scales:
   (6 convs instead of 10), crop convs 5 -> 3 with 16 -> 8 inner and 8 -> 4 output channels, bottom
   Conv1d channels (32, 64) -> (16, 32). Same layout, same inputs, same core; encoders 6.5M
   forward FLOPs per sample (5.7x fewer) plus their h-wide output layers (2 x 1216 h + ...).
+* "scaled": one width number for the whole network, like the Atari CNN's: every encoder size is
+  the reduced one times h / 256 (`SCALED_REFERENCE_WIDTH`; rounded half up, at least 1), so at
+  h = 256 it is the reduced model. With fixed encoders (~20M of the reduced model's 20-27M training
+  FLOPs per sample at h = 16..256) a FLOP budget buys every width about the same number of samples
+  and the isoFLOP trade-off between size and data disappears; here the training FLOPs per sample
+  grow with the parameters: FLOPs / 6N stays between 1.8 and 3.1 for h = 16..512 (the reduced
+  variant: 8.7 at h = 16, 2.9 at 256). Below h = 64 the convs are 1-2 channels wide.
 
 FLOPs follow `ilscaling.flops` (multiply-add = 2, conv/linear/matmul only, training = 3 x forward),
 counted analytically per sample (one time step) and checked against torch's FlopCounterMode in
@@ -78,7 +86,7 @@ CORES = ("lstm", "transformer")
 
 @dataclass(frozen=True)
 class EncoderSizes:
-    """The fixed (h-independent) sizes of the observation encoders."""
+    """The sizes of the observation encoders (fixed, or a function of h for the "scaled" variant)."""
 
     char_edim: int
     """character embedding size (map and crop)"""
@@ -110,6 +118,25 @@ ENCODERS = {
     "reduced": EncoderSizes(char_edim=8, color_edim=4, msg_hdim=16, screen_channels=(8, 16), res_blocks=1,
                             res_layers=2, crop_channels=8, crop_layers=3, crop_out=4, bottom_channels=(16, 32)),
 }
+SCALED_REFERENCE_WIDTH = 256
+"""the width h at which the "scaled" variant's encoders are the reduced ones"""
+VARIANTS = (*ENCODERS, "scaled")
+
+
+def scaled_encoders(hidden: int) -> EncoderSizes:
+    """The reduced encoder sizes times hidden / SCALED_REFERENCE_WIDTH (half up, at least 1)."""
+    factor = hidden / SCALED_REFERENCE_WIDTH
+
+    def size(reference: int) -> int:
+        return max(1, math.floor(reference * factor + 0.5))
+
+    reduced = ENCODERS["reduced"]
+    return EncoderSizes(
+        char_edim=size(reduced.char_edim), color_edim=size(reduced.color_edim), msg_hdim=size(reduced.msg_hdim),
+        screen_channels=tuple(size(c) for c in reduced.screen_channels), res_blocks=reduced.res_blocks,
+        res_layers=reduced.res_layers, crop_channels=size(reduced.crop_channels), crop_layers=reduced.crop_layers,
+        crop_out=size(reduced.crop_out), bottom_channels=tuple(size(c) for c in reduced.bottom_channels),
+        fc_layers=reduced.fc_layers)
 
 
 @dataclass(frozen=True)
@@ -119,7 +146,8 @@ class NetHackModelConfig:
     core: str = "lstm"
     """sequence core: "lstm" (the paper's first version) or "transformer" (its TMLR version)"""
     variant: str = "full"
-    """encoder sizes: "full" (the authors') or "reduced" (a CPU study); see `ENCODERS`"""
+    """encoder sizes: "full" (the authors'), "reduced" (a CPU study), both fixed (`ENCODERS`), or
+    "scaled" (the reduced ones grown with h: `scaled_encoders`)"""
     unroll: int = 80
     """time steps per training sequence; the transformer's memory holds this many steps, and its
     FLOPs per sample are those of a segment of this length attending to a full memory"""
@@ -133,8 +161,8 @@ class NetHackModelConfig:
     def __post_init__(self):
         if self.core not in CORES:
             raise ValueError(f"core must be one of {CORES}, got {self.core!r}")
-        if self.variant not in ENCODERS:
-            raise ValueError(f"variant must be one of {tuple(ENCODERS)}, got {self.variant!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.hidden < 4:
             raise ValueError(f"hidden must be >= 4 (the bottom-line encoder is h/4 wide), got {self.hidden}")
         if self.unroll < 1 or self.num_actions < 1:
@@ -149,7 +177,7 @@ class NetHackModelConfig:
 
     @property
     def encoders(self) -> EncoderSizes:
-        return ENCODERS[self.variant]
+        return scaled_encoders(self.hidden) if self.variant == "scaled" else ENCODERS[self.variant]
 
 
 # ---------------------------------------------------------------------------------------------
