@@ -220,8 +220,10 @@ def test_evaluation_names_what_it_was_given_wrongly(tmp_path, demos):
     save_torch(train_expert("Breakout", args, log=lambda line: None), tmp_path / "expert.pt")
     with pytest.raises(DataFileError, match=r"expert\.pt is not a BC checkpoint .* the PPO expert's"):
         evaluate(tmp_path / "expert.pt", heldout)   # was: KeyError 'width'
-    dataclasses.replace(demos, actions=demos.actions + 9).save(tmp_path / "qbert.npz")  # actions 9..12
-    with pytest.raises(DataFileError, match=r"qbert\.npz has actions up to 12, but the model .* has 4"):
+    shifted = np.zeros((len(demos), 13), np.float32)
+    shifted[np.arange(len(demos)), demos.actions + 9] = 1.0
+    dataclasses.replace(demos, actions=demos.actions + 9, expert_probs=shifted).save(tmp_path / "qbert.npz")  # 9..12
+    with pytest.raises(DataFileError, match=r"qbert\.npz has actions up to 12 and an expert policy over 13 actions, but the model .* has 4"):
         evaluate(checkpoint, tmp_path / "qbert.npz")   # was: IndexError Target 13 is out of bounds
     (tmp_path / "split.json").write_text("{}")
     with pytest.raises(DataFileError, match=r"Breakout checkpoint, so the held-out data must be Atari"):

@@ -65,6 +65,7 @@ def test_scaled_nethack_estimates_follow_the_models_flops():
     config["nethack"]["model"]["variant"] = "scaled"
     config["nethack"]["sweep"]["widths"] = [16, 32, 64, 128, 256, 512]
     del config["nethack"]["sweep"]["grid"]
+    config["nethack"]["bc"]["max_epochs"] = 1e6  # the prior alone places the grid here (no data bound)
     config = validate_config(config)
     cpu = config["resources"]["throughput"]["cpu"]
     sizes = {w: job_resources.model_size(config, "NetHack", w) for w in (16, 512)}
