@@ -150,3 +150,20 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     (tmp_path / "c1e10.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DataFileError, match="c1e10.pt"):
         load_torch(tmp_path / "c1e10.pt")
+
+
+def test_the_learning_rate_scales_with_the_width_from_its_reference(tmp_path, train_file):
+    """lr x reference / width: width 2 at lr 2e-3 with reference width 1 trains exactly as lr 1e-3."""
+    import torch
+
+    from ilscaling.train import learning_rate
+
+    assert learning_rate(_args(lr=1e-3)) == 1e-3
+    assert learning_rate(_args(width=256, lr=1e-3, lr_reference_width=64)) == pytest.approx(2.5e-4)
+    plain = train_bc(_args(lr=1e-3), train_file, tmp_path / "a", tmp_path / "wa", log=lambda *_: None)
+    scaled = train_bc(_args(lr=2e-3, lr_reference_width=1), train_file, tmp_path / "b", tmp_path / "wb",
+                      log=lambda *_: None)
+    assert [r["train_loss"] for r in plain] == [r["train_loss"] for r in scaled]
+    last = f"c{budget_label(plain[-1]['budget'])}.pt"
+    a, b = load_torch(tmp_path / "a" / last)["model"], load_torch(tmp_path / "b" / last)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

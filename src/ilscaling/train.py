@@ -50,7 +50,11 @@ class BCArgs:
     seed: int = 0
     """Seeds the model's initialisation and the order of the training data."""
     lr: float = 1e-3
-    """Adam learning rate (constant, as the authors)."""
+    """Adam learning rate (constant over the run, as the authors'), at `lr_reference_width`."""
+    lr_reference_width: int | None = None
+    """None: `lr` at every width. A width: the learning rate is lr x lr_reference_width / width, the
+    muP rule for Adam's hidden layers (Yang et al. 2022): an update moves a layer's output by a
+    width-independent amount, so one lr stays near-optimal across a sweep's widths."""
     max_grad_norm: float | None = None
     """Clip the gradient to this global L2 norm before each step (None: no clipping)."""
     batch_size: int = 128
@@ -95,6 +99,15 @@ def config_differences(saved, now, where: str = "") -> list[str]:
     if isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now):
         return [d for i, (a, b) in enumerate(zip(saved, now)) for d in config_differences(a, b, f"{where}[{i}]")]
     return [] if saved == now else [f"{where}: {saved!r} -> {now!r}"]
+
+
+def learning_rate(args: BCArgs) -> float:
+    """The run's Adam learning rate: args.lr, scaled by lr_reference_width / width when that is set."""
+    if args.lr_reference_width is None:
+        return args.lr
+    if args.lr_reference_width < 1:
+        raise ValueError(f"lr_reference_width must be a positive width, got {args.lr_reference_width}")
+    return args.lr * args.lr_reference_width / args.width
 
 
 class TooManyEpochs(ValueError):
@@ -445,7 +458,7 @@ def train_bc(args: BCArgs, train_path: str | Path, out_dir: str | Path, work_dir
     task = make_task(args, train_path, rng, device)
     model = task.model
     step_model = compiled(model, args.compile)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(args))
     run = RunProgress(args, model, task.num_frames, device, out_dir, work_dir, log)
     resume = Preemptible(Path(work_dir) / RESUME, dataclasses.asdict(args), lambda: {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,

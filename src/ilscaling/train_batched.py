@@ -32,11 +32,11 @@ from torch.func import functional_call
 from ilscaling.data.atari import Demonstrations
 from ilscaling.models import NETHACK
 from ilscaling.models.atari import WidthCNN
-from ilscaling.train import (AtariTask, BCArgs, Preemptible, RunProgress, autocast, compiled, resolve_device,
-                             restore_finished, seed_everything)
+from ilscaling.train import (AtariTask, BCArgs, Preemptible, RunProgress, autocast, compiled, learning_rate,
+                             resolve_device, restore_finished, seed_everything)
 
 HEAD = ("layers.7.weight", "layers.7.bias")  # the action head: rows padded to the group's largest action set
-SHARED = ("width", "lr", "batch_size", "num_threads", "device", "bf16", "resume_every_s", "log_every",
+SHARED = ("width", "lr", "lr_reference_width", "batch_size", "num_threads", "device", "bf16", "resume_every_s", "log_every",
           "channels_last", "compile")
 
 
@@ -187,7 +187,7 @@ def train_batched(members: list[Member], work_dir: str | Path, vectorize: str = 
     stack = StackedCNN([task.model for task in tasks], vectorized(vectorize, device), device)
     for task in tasks:
         task.model = None  # the stack holds the parameters now
-    optimizer = torch.optim.Adam(stack.params.values(), lr=shared.lr)
+    optimizer = torch.optim.Adam(stack.params.values(), lr=learning_rate(shared))
     forward = compiled(stack.logits, shared.compile)
     group = {"step": 0, "active": list(range(len(members))), "wall_s": 0.0}
 

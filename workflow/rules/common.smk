@@ -109,6 +109,12 @@ def grad_clip_flag(bc):
     return "" if bc.get("max_grad_norm") is None else f"--max-grad-norm {bc['max_grad_norm']}"
 
 
+def lr_flags(bc):
+    """--lr of a family's bc section, and --lr-reference-width where the lr scales with the width."""
+    reference = bc.get("lr_reference_width")
+    return f"--lr {bc['lr']}" + ("" if reference is None else f" --lr-reference-width {reference}")
+
+
 class SpeedFlags(str):
     """Command-line flags that set how fast a job runs or what it keeps on the side, never what it
     computes: device, resume interval, compilation, worker processes, games played at once.

@@ -36,7 +36,7 @@ def forecast_model_flags(wildcards):
         family_flags = f"--num-actions 121 --unroll {bc['unroll']} --core {model['core']} --variant {model['variant']}"
     else:
         family_flags = f"--num-actions {num_actions(wildcards.game)}"
-    return (f"{family_flags} {grad_clip_flag(bc)} --seed {bc['seeds'][0]} --lr {bc['lr']} "
+    return (f"{family_flags} {grad_clip_flag(bc)} --seed {bc['seeds'][0]} {lr_flags(bc)} "
             f"--batch-size {bc['batch_size']}")
 
 

@@ -83,7 +83,7 @@ rule train_nethack_bc:
         RES + "/benchmarks/NetHack/train_bc/w{width}-s{seed}.tsv"
     params:
         budgets=lambda wc: " ".join(budget_label(b) for b in run_of(wc, NETHACK).budgets),
-        lr=NH["bc"]["lr"] if NH else None,
+        lr=lr_flags(NH["bc"]) if NH else None,
         batch_size=NH["bc"]["batch_size"] if NH else None,
         unroll=NH["bc"]["unroll"] if NH else None,
         model=NH.get("model"),
@@ -99,7 +99,7 @@ rule train_nethack_bc:
         CONDA_ENV
     shell:
         "{ILSCALING} train-bc --game NetHack --width {wildcards.width} --seed {wildcards.seed} "
-        "--budgets {params.budgets} --num-actions 121 --lr {params.lr} --batch-size {params.batch_size} "
+        "--budgets {params.budgets} --num-actions 121 {params.lr} --batch-size {params.batch_size} "
         "--unroll {params.unroll} --core {params.model[core]} --variant {params.model[variant]} {params.clip} "
         "--num-threads {threads} {params.speed} --train {input.split} --out-dir {output.run} "
         "--work-dir {params.work_dir} > {log} 2>&1"
