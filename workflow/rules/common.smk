@@ -128,13 +128,19 @@ class SpeedFlags(str):
         return "SpeedFlags()"
 
 
-def training_speed(section):
+def training_speed(section, guard=True):
     """A family's training speed flags (atari or nethack section; train_bc, the batched groups, the forecast
-    agent), and its guard max_epochs (it stops a run before its first step, never changes one)."""
+    agent), and with `guard` its max_epochs (it stops a run before its first step, never changes one).
+
+    The forecast agent trains unguarded: its width is known only from the fits, after every other
+    run, so its data can be sized for it but not checked before any job; the verdict reports its epochs.
+    """
     bc = section["bc"]
     switches = [f"--{'' if bc[key] else 'no-'}{key.replace('_', '-')}" for key in ("channels_last", "compile") if key in bc]
-    return SpeedFlags(" ".join([f"--resume-every-s {bc['resume_every_s']} --device {bc['device']} "
-                                f"--max-epochs {bc['max_epochs']}", *switches]))
+    flags = f"--resume-every-s {bc['resume_every_s']} --device {bc['device']}"
+    if guard:
+        flags += f" --max-epochs {bc['max_epochs']}"
+    return SpeedFlags(" ".join([flags, *switches]))
 
 
 def evaluation_speed(section):

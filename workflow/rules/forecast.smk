@@ -105,7 +105,7 @@ rule train_forecast_agent:
         RES + "/benchmarks/{game}/forecast/train_forecast_agent.tsv"
     params:
         flags=forecast_model_flags,
-        speed=lambda wc: training_speed(family_section(wc.game)),
+        speed=lambda wc: training_speed(family_section(wc.game), guard=False),
         work_dir=FORECAST_DIR + "/unfinished",
     threads: lambda wc: forecast_threads(wc.game, "train")
     resources:
