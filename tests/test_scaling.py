@@ -582,3 +582,18 @@ def test_floor_law_on_the_authors_atari_data():
             assert floor_of(fits, method, "E", game=game) < float(fits["raw_l_min"].sel(game=game).min())
             assert floor_of(fits, method, "b", "hi", game) < 0
     assert fitted == 12  # six games with losses, two methods
+
+
+def test_a_grid_above_every_optimum_leaves_the_loss_laws_unfitted_not_the_study_failed():
+    """Every budget's optimum below its smallest size (the default NetHack study of 2026-11-29):
+    with edge budgets excluded no loss law has two budgets; the fit says so instead of raising."""
+    results = synthetic_results(offset_dex=2.0, sizes_per_budget=5)
+    fits = fit_results(results, FitConfig(bootstrap=0, exclude_edge_budgets=True))
+    for method in ("raw", "vertex"):
+        for quantity in ("n_opt", "d_opt", "l_min"):
+            where = {"game": "Synth", "method": method, "fit_set": "all", "quantity": quantity}
+            note = str(fits["law_notes"].sel(where).item())
+            assert note.startswith("not fitted: 0 budgets with a usable loss optimum; ") and "at the grid's edge" in note
+            assert np.isnan(fits["laws"].sel(where).sel(stat="slope"))
+    assert bool(fits["edge"].sel(game="Synth", metric="loss").all())
+    assert "not fitted" in summary_markdown(fits)

@@ -869,8 +869,13 @@ def _game_fits(game: str, means: xr.Dataset, config: FitConfig) -> dict:
                     note += f"; R_max shifted by +{shift:g} (lowest return becomes 1)"
                 elif not np.all(y > 0):
                     log_y, note = False, note + "; some R_max <= 0, so linear in log10 C"
-            if quantity == "r_max" and keep.sum() < 2:
-                notes[(method, "all")][quantity] = f"not fitted: {keep.sum()} budgets with a return optimum"
+            if keep.sum() < 2:
+                # Not an error: the summary and figures still show every budget and why none is usable.
+                edges = int((flags[method][metric]["edge"] & np.isfinite(series["values"][quantity])).sum())
+                why = (f"; {edges} budgets with the optimum at the grid's edge left out (exclude_edge_budgets)"
+                       if config.exclude_edge_budgets and edges else "")
+                notes[(method, "all")][quantity] = (f"not fitted: {keep.sum()} budgets with a usable "
+                                                    f"{'return' if metric == 'return' else 'loss'} optimum{why}")
                 continue
             result = _law_with_checks(game, quantity, budgets[keep], y, log_y=log_y, config=config)
             if quantity == "l_min":
