@@ -154,3 +154,13 @@ def test_proposed_grid_centres_on_the_expected_optimum():
     assert all(3 <= len(w) <= 4 for w in grid.values())  # 1e10 buys width 8 too few steps
     centres = [sorted(w)[len(w) // 2] for w in grid.values()]
     assert centres == sorted(centres) and centres[0] < centres[-1]  # larger budgets, larger models
+
+
+def test_forecast_games_choose_whose_agent_is_trained():
+    from ilscaling.config import forecast_games
+
+    assert forecast_games(validate_config(load("configs/smoke.yaml"))) == ["Breakout", "NetHack"]
+    assert forecast_games(validate_config(_broken(lambda c: c["forecast"].update(games=["NetHack"])))) == ["NetHack"]
+    assert forecast_games(validate_config(_broken(lambda c: c["forecast"].update(enabled=False)))) == []
+    with pytest.raises(ConfigError, match=r"forecast\.games\[0\]: 'Qbert' is not a game of this study"):
+        validate_config(_broken(lambda c: c["forecast"].update(games=["Qbert"])))

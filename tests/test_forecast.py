@@ -98,7 +98,7 @@ def smoke_config(**forecast) -> dict:
 
 def test_config_forecast_section_defaults_and_budgets():
     config = validate_config(smoke_config())
-    assert config["forecast"] == {"enabled": True, "budget_factor": 10, "budgets": {}, "method": "vertex",
+    assert config["forecast"] == {"enabled": True, "games": None, "budget_factor": 10, "budgets": {}, "method": "vertex",
                                   "episodes": None, "references": []}
     assert forecast_budget(config, "Breakout") == 1e11 and forecast_budget(config, "NetHack") == 1e12
     assert forecast_episodes(config, "Breakout") == 4 * config["atari"]["evaluation"]["episodes"]

@@ -269,6 +269,9 @@ def _check_forecast(config: dict) -> None:
                 raise ConfigError(f"config key forecast.episodes: {section['episodes']} games, fewer than the sweep's "
                                   f"{family_name}.evaluation.episodes ({config[family_name]['evaluation']['episodes']}); "
                                   "the forecast agent is evaluated with at least as many")
+    for i, game in enumerate(section["games"] or []):
+        if game not in games:
+            raise ConfigError(f"config key forecast.games[{i}]: {game!r} is not a game of this study ({', '.join(games)})")
     for i, reference in enumerate(section["references"]):
         if reference["game"] not in games:
             raise ConfigError(f"config key forecast.references[{i}].game: {reference['game']!r} is not a game of "
@@ -365,6 +368,14 @@ def model_sizes(config: dict, game: str) -> dict[int, tuple[int, float]]:
     from ilscaling.models.atari import model_size
 
     return {w: model_size(w, num_actions(game)) for w in widths}
+
+
+def forecast_games(config: dict) -> list[str]:
+    """The games whose compute-optimal agent is forecast and trained: forecast.games, else every game."""
+    section = config.get("forecast", {})
+    if not section.get("enabled"):
+        return []
+    return [game for game in games_of(config) if section.get("games") is None or game in section["games"]]
 
 
 def forecast_budget(config: dict, game: str) -> float:

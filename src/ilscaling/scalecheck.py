@@ -79,12 +79,12 @@ def totals(jobs: list[tuple[str, dict[str, str]]]) -> dict[str, RuleTotals]:
 
 def training_flops(config: dict) -> dict[str, float]:
     """Training FLOPs per game: every sweep run to its largest budget, plus the forecast agent's C*."""
-    from ilscaling.config import forecast_budget, games_of, sweep_runs
+    from ilscaling.config import forecast_budget, forecast_games, games_of, sweep_runs
 
     flops = {}
     for game in games_of(config):
         flops[game] = sum(max(run.budgets) for run in sweep_runs(config, game))
-        if config["forecast"]["enabled"]:
+        if game in forecast_games(config):
             flops[game] += forecast_budget(config, game)
     return flops
 

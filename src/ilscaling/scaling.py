@@ -872,8 +872,10 @@ def _game_fits(game: str, means: xr.Dataset, config: FitConfig) -> dict:
             if keep.sum() < 2:
                 # Not an error: the summary and figures still show every budget and why none is usable.
                 edges = int((flags[method][metric]["edge"] & np.isfinite(series["values"][quantity])).sum())
+                skipped = int(flags[method][metric].get("skipped", np.zeros(0, bool)).sum())
                 why = (f"; {edges} budgets with the optimum at the grid's edge left out (exclude_edge_budgets)"
                        if config.exclude_edge_budgets and edges else "")
+                why += f"; {skipped} budgets skipped (fewer sizes than min_sizes_per_budget)" if skipped else ""
                 notes[(method, "all")][quantity] = (f"not fitted: {keep.sum()} budgets with a usable "
                                                     f"{'return' if metric == 'return' else 'loss'} optimum{why}")
                 continue

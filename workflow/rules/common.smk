@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from ilscaling import job_resources
-from ilscaling.config import (NETHACK, batched_groups, forecast_budget, forecast_episodes, games_of,
+from ilscaling.config import (NETHACK, batched_groups, forecast_budget, forecast_episodes, forecast_games, games_of,
                               validate_config, sweep_runs)
 from ilscaling.flops import budget_label
 from ilscaling.games.atari import num_actions
@@ -18,6 +18,7 @@ validate_config(config)
 ATARI = config.get("atari", {})
 NH = config.get("nethack", {})
 GAMES = games_of(config)
+FORECAST_GAMES = forecast_games(config)  # the games whose compute-optimal agent is trained (forecast.smk)
 # The jobs run the package of the interpreter snakemake runs in (the venv), or of the rule's
 # conda environment under `--sdm conda`.
 ILSCALING = (
@@ -187,12 +188,12 @@ def batched_resources(group):
             **{name: getattr(value, "raw", value) for name, value in profile.items()}}
 
 
-def report_if_made(paths, **options):
-    """`report(paths, **options)` once every file of `paths` exists for every game of the study
-    (looked at when the workflow is read), else `paths` unflagged: `snakemake --report` on an
+def report_if_made(paths, games=None, **options):
+    """`report(paths, **options)` once every file of `paths` exists for every game of the study (or of
+    `games`; looked at when the workflow is read), else `paths` unflagged: `snakemake --report` on an
     unfinished study then reports what is done instead of failing on the first missing file."""
     patterns = [paths] if isinstance(paths, str) else list(paths)
-    made = all(Path(pattern.format(game=game)).exists() for pattern in patterns for game in GAMES)
+    made = all(Path(pattern.format(game=game)).exists() for pattern in patterns for game in (games or GAMES))
     return report(paths, **options) if made else paths
 
 

@@ -67,7 +67,7 @@ def forecast_outputs():
     if not FORECAST["enabled"]:
         return []
     return [
-        *expand(FORECAST_DIR + "/{name}", game=GAMES, name=("forecast.json", "verdict.json", "forecast.png", "forecast.pdf")),
+        *expand(FORECAST_DIR + "/{name}", game=FORECAST_GAMES, name=("forecast.json", "verdict.json", "forecast.png", "forecast.pdf")),
         RES + "/forecast/verdict.md",
         RES + "/report/headline_forecast.rst",  # report.smk: the front page's table of verdicts
     ]
@@ -154,6 +154,7 @@ rule forecast_verdict:
         verdict=FORECAST_DIR + "/verdict.json",
         png=report_if_made(
             FORECAST_DIR + "/forecast.png",
+            games=FORECAST_GAMES,
             category="Forecast",
             subcategory="{game}",
             caption="../report/forecast_figure.rst",
@@ -172,7 +173,7 @@ rule forecast_verdict:
 
 rule forecast_report:
     input:
-        verdicts=expand(FORECAST_DIR + "/verdict.json", game=GAMES),
+        verdicts=expand(FORECAST_DIR + "/verdict.json", game=FORECAST_GAMES),
     output:
         report_if_made(RES + "/forecast/verdict.md", category="Forecast", caption="../report/forecast_verdict.rst"),
     log:

@@ -19,7 +19,7 @@ rule headline_laws:
 
 rule headline_forecast:
     input:
-        expand(RES + "/forecast/{game}/verdict.json", game=GAMES),
+        expand(RES + "/forecast/{game}/verdict.json", game=FORECAST_GAMES),
     output:
         report_if_made(RES + "/report/headline_forecast.rst", category="Forecast", caption="../report/headline.rst"),
     log:
