@@ -61,7 +61,7 @@ def test_scaled_nethack_estimates_follow_the_models_flops():
     """With encoders that grow with h (variant scaled) a budget buys the small widths many more
     samples: they are bound by samples/s, the large ones by FLOP/s, and the grid follows the prior."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    del config["atari"]
+    del config["atari"], config["forecast"]["games"]
     config["nethack"]["model"]["variant"] = "scaled"
     config["nethack"]["sweep"]["widths"] = [16, 32, 64, 128, 256, 512]
     del config["nethack"]["sweep"]["grid"]
