@@ -36,6 +36,18 @@ def test_keys_outside_the_action_set_are_an_error_not_action_zero():
     assert actions[1, 0] == -1 and actions[0, 0] == KEY_TO_ACTION[ord("k")]
 
 
+def _every_game_cut(card) -> bool:
+    return all(steps == card["max_episode_steps"] for steps in card["steps"])
+
+
+def _check_play_frames(play: int, card) -> None:
+    """Play frames = the bot's steps + NLE's reset keys where every game hit the step limit (the
+    seeded recording, on any day); an unseeded `challenge` game may die first, and then its frames
+    also hold the keys NLE answers NetHack's end-of-game questions with."""
+    expected = card["frames"] + sum(card["reset_keys"])
+    assert play == expected if _every_game_cut(card) else play >= expected
+
+
 @pytest.mark.parametrize("kind", ENV_KINDS)
 def test_split_is_seeded_by_whole_games_and_counts_every_frame(recordings, tmp_path, kind):
     root, db, card = recordings(kind)
@@ -45,7 +57,7 @@ def test_split_is_seeded_by_whole_games_and_counts_every_frame(recordings, tmp_p
     assert sorted(split["train"] + split["heldout"]) == select_games(db, "bot")
     # Every frame before the recorder's quit keys: the bot's steps and the keys NLE's reset pressed
     # (past a --More-- when NetHack announced a full or new moon or a Friday the 13th).
-    assert split["train_frames"] + split["heldout_frames"] == card["frames"] + sum(card["reset_keys"])
+    _check_play_frames(split["train_frames"] + split["heldout_frames"], card)
     again = make_split(db, "bot", tmp_path / "again.json", heldout_fraction=0.25, seed=0, log=lambda *_: None)
     assert again["heldout"] == split["heldout"]
     assert Split.load(tmp_path / "split.json").train == split["train"]
@@ -59,7 +71,8 @@ def test_batches_carry_games_across_unrolls(recordings, kind):
     # Each of these games hit the step limit: its frames are NLE's reset keys (read from the
     # recording: one where the welcome ended in --More--), the bot's steps, then the recorder's
     # quit keys, which are not labels.
-    assert play == card["frames"] + sum(card["reset_keys"]) and set(limits) == set(games)
+    _check_play_frames(play, card)
+    assert set(limits) == set(games) if _every_game_cut(card) else set(limits) < set(games)
     batches = list(sequence_batches(db, "bot", games, batch_size=2, seq_length=16, play_frames=limits))
     frames = sum(int(b["valid"].sum()) for b in batches)
     assert frames == play
