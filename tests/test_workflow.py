@@ -87,6 +87,7 @@ def test_paper_nethack_dag_builds_on_the_nld_aa_layout(tmp_path):
     assert "train_nethack_bc" in run.stdout + run.stderr and "record_nethack_bot" not in run.stdout + run.stderr
     missing = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-nethack.yaml"), "-n")
     assert missing.returncode != 0 and "/path/to/nld-aa/nle_data" in missing.stdout + missing.stderr
+    assert "config key nethack.dataset.path: /path/to/nld-aa/nle_data is not a folder here" in missing.stdout + missing.stderr
 
 
 def test_a_retried_job_keeps_the_log_of_each_failed_attempt(tmp_path):

@@ -139,6 +139,15 @@ def load_config(configfile: str | Path, overrides: dict | None = None) -> dict:
     return validate_config(merged(read_config_file(configfile), overrides or {}))
 
 
+def check_data_paths(config: dict) -> None:
+    """The data a study reads from this machine exist (the workflow checks it before any job;
+    `validate_config` does not, as a config may be written for another machine)."""
+    dataset = config.get("nethack", {}).get("dataset", {})
+    if dataset.get("source") == "nld" and not Path(dataset["path"]).is_dir():
+        raise ConfigError(f"config key nethack.dataset.path: {dataset['path']} is not a folder here: set it to "
+                          "NLD-AA's nle_data folder (the one holding */*.xlogfile)")
+
+
 def _check_meaning(config: dict) -> None:
     """Checks a schema cannot express: known games, a usable dataset, budgets and grids that make sense."""
     from ilscaling.games.atari import check_game

@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from ilscaling import job_resources
-from ilscaling.config import (NETHACK, batched_groups, forecast_budget, forecast_episodes, forecast_games, games_of,
+from ilscaling.config import (NETHACK, batched_groups, check_data_paths, forecast_budget, forecast_episodes, forecast_games, games_of,
                               validate_config, sweep_runs)
 from ilscaling.flops import budget_label
 from ilscaling.games.atari import num_actions
@@ -14,6 +14,7 @@ from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
 
 
 validate_config(config)
+check_data_paths(config)
 
 ATARI = config.get("atari", {})
 NH = config.get("nethack", {})
