@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from ilscaling.data import heldout_count
 from ilscaling.flops import budget_label, epochs_for_budget
 
 NETHACK = "NetHack"
@@ -164,7 +165,7 @@ def _check_meaning(config: dict) -> None:
             raise ConfigError("config key nethack.dataset.path: source nld needs the path of an NLE ttyrec directory")
         if dataset["source"] == "bot":
             games = config["nethack"]["bot"]["games"]
-            train_games = games - min(max(1, round(dataset["heldout_fraction"] * games)), games - 1)
+            train_games = games - heldout_count(games, dataset["heldout_fraction"])
             if config["nethack"]["bc"]["batch_size"] > train_games:
                 raise ConfigError(f"config key nethack.bc.batch_size: {config['nethack']['bc']['batch_size']} "
                                   f"sequences per batch, but the bot's {games} games leave {train_games} for "
@@ -224,7 +225,7 @@ def training_frames_bound(config: dict, game: str) -> tuple[float, str] | None:
     if dataset["source"] != "bot":
         return None
     bot = config["nethack"]["bot"]
-    train_games = bot["games"] - min(max(1, round(dataset["heldout_fraction"] * bot["games"])), bot["games"] - 1)
+    train_games = bot["games"] - heldout_count(bot["games"], dataset["heldout_fraction"])
     return train_games * bot["max_episode_steps"], "nethack.bot.games"
 
 
