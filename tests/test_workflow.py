@@ -107,6 +107,71 @@ rule evaluate:
         assert "BC checkpoint missing.pt does not exist" in (tmp_path / "logs" / name).read_text()
 
 
+def test_a_killed_attempt_keeps_its_log(tmp_path):
+    """A trainer killed outright (SIGKILL: no handler runs) keeps what it logged: the attempt's log
+    is hard-linked at its start, and Snakemake's deleting the log before the retry leaves the link."""
+    from conftest import synthetic_demonstrations
+
+    synthetic_demonstrations().save(tmp_path / "train.npz")
+    (tmp_path / "Snakefile").write_text(f'''
+rule train:
+    input: "train.npz"
+    output: directory("run")
+    log: "logs/train.log"
+    resources: tries=lambda wildcards, attempt: attempt
+    shell:
+        "if [ {{resources.tries}} = 1 ]; then kill='timeout -s KILL 20' budget=1e15; else kill='' budget=1e8; fi; "
+        "$kill {sys.executable} -m ilscaling train-bc --game Breakout --width 1 --num-actions 4 --budgets $budget "
+        "--batch-size 8 --log-every 20 --train {{input}} --out-dir {{output}} --work-dir work{{resources.tries}} "
+        "> {{log}} 2>&1"
+''')
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory",
+                          str(tmp_path), "--cores", "1", "--retries", "1"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    logs = tmp_path / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["train.log", "train.log.failed-1"]
+    killed = (logs / "train.log.failed-1").read_text()
+    assert "1e15" in killed and "step 20:" in killed  # the killed attempt's own lines, up to its end
+    assert "1e8" in (logs / "train.log").read_text() and "1e15" not in (logs / "train.log").read_text()
+
+
+def test_snakemake_interrupted_while_a_run_finishes_restores_it_on_the_next_run(tmp_path):
+    """SIGINT to Snakemake alone: the trainer finishes, Snakemake marks its folder incomplete. The
+    next plain run (profiles/default: rerun-incomplete) restores the run from its work folder."""
+    import signal
+    import time
+
+    from conftest import synthetic_demonstrations
+
+    synthetic_demonstrations().save(tmp_path / "train.npz")
+    (tmp_path / "Snakefile").write_text(f'''
+rule train:
+    input: "train.npz"
+    output: directory("run")
+    log: "logs/train.log"
+    shell:
+        "{sys.executable} -m ilscaling train-bc --game Breakout --width 1 --num-actions 4 --budgets 1e10 "
+        "--batch-size 8 --log-every 20 --train {{input}} --out-dir {{output}} --work-dir work > {{log}} 2>&1"
+''')
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory",
+               str(tmp_path), "--cores", "1", "--workflow-profile", str(ROOT / "profiles/default")]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)  # the signal reaches Snakemake, not its job
+    log = tmp_path / "logs/train.log"
+    while not (log.exists() and "step 20:" in log.read_text()):
+        assert first.poll() is None, first.stdout.read()[-3000:]
+        time.sleep(0.2)
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=300) != 0
+    assert (tmp_path / "run/metrics.json").exists()  # the job finished after Snakemake was told to stop
+    bare = subprocess.run([*command[:-1], "none", "-n"], capture_output=True, text=True, timeout=300)
+    assert bare.returncode != 0 and "Incomplete files" in bare.stdout + bare.stderr  # Snakemake's own default
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    restored = log.read_text()
+    assert "holds this run, finished" in restored and "step 20:" not in restored
+
+
 def test_the_report_of_an_unfinished_study_shows_what_is_done(tmp_path):
     run = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "--report", "report.html")
     assert run.returncode == 0 and (tmp_path / "report.html").is_file(), run.stdout[-3000:] + run.stderr[-3000:]

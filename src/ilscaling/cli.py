@@ -413,25 +413,61 @@ def _log_file() -> Path | None:
     return target if target.suffix == ".log" and target.is_file() else None
 
 
-def keep_failed_log(log: Path) -> Path:
-    """Copy a failed attempt's log beside it (<log>.failed-<k>): Snakemake deletes a job's log
-    before it retries the job, and the next attempt writes the log anew."""
-    import shutil
-
+def _failed_name(log: Path) -> Path:
+    """The next free <log>.failed-<k>."""
     k = 1 + sum(1 for _ in log.parent.glob(log.name + ".failed-*"))
-    kept = log.with_name(f"{log.name}.failed-{k}")
-    shutil.copyfile(log, kept)
-    return kept
+    return log.with_name(f"{log.name}.failed-{k}")
+
+
+class AttemptLog:
+    """Keeps the log of every attempt of a job that did not succeed.
+
+    Snakemake deletes a job's log before it runs the job again (`Job.remove_existing_output`), and
+    the next attempt writes the log anew. At its start an attempt hard-links its log as
+    <log>.attempt: the link keeps what the attempt wrote even when it is killed outright (SIGKILL,
+    the out-of-memory killer, a Slurm time limit past its grace), since deleting the log leaves the
+    file under the link's name. A success removes the link; a failure renames it <log>.failed-<k>,
+    and a link still there at the start of the next attempt is a killed attempt's and is renamed
+    the same way. Where the file system has no hard links, a failure copies the log instead.
+    """
+
+    def __init__(self, log: Path):
+        self.log = log
+        self.link = log.with_name(log.name + ".attempt")
+        if self.link.exists() and not self.link.samefile(log):
+            self.link.rename(_failed_name(log))  # an attempt that was killed before it could say so
+        try:
+            if not self.link.exists():
+                os.link(log, self.link)
+        except OSError:
+            self.link = None
+
+    def succeeded(self) -> None:
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)
+
+    def failed(self) -> Path:
+        kept = _failed_name(self.log)
+        if self.link is not None and self.link.exists():
+            self.link.rename(kept)
+        else:
+            import shutil
+
+            shutil.copyfile(self.log, kept)
+        return kept
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # a job's log grows line by line, not in blocks at the end
     log = _log_file()
+    attempt = AttemptLog(log) if log is not None else None
     try:
         args.func(args)
     except BaseException as err:
-        if log is None or (isinstance(err, SystemExit) and err.code in (None, 0)):
+        if attempt is None or (isinstance(err, SystemExit) and err.code in (None, 0)):
+            if attempt is not None:
+                attempt.succeeded()
             raise
         if not isinstance(err, SystemExit):  # (a SystemExit, e.g. a preempted trainer's, said why already)
             import traceback
@@ -439,8 +475,10 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         sys.stdout.flush()
         sys.stderr.flush()
-        print(f"(this attempt's log is kept as {keep_failed_log(log)})", file=sys.stderr, flush=True)
+        print(f"(this attempt's log is kept as {attempt.failed()})", file=sys.stderr, flush=True)
         raise SystemExit(err.code if isinstance(err, SystemExit) else 1) from None
+    if attempt is not None:
+        attempt.succeeded()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ periodically, at each budget and on SIGTERM/SIGUSR1 (what Slurm sends before pre
 SIGINT (Ctrl-C), so a rerun continues where the killed one stopped, with the same data order.
 At the end the checkpoints are linked into the output folder, which therefore only ever holds a
 finished run, and the work folder keeps the finished run (links, no copies): a rerun of a
-finished job (Snakemake interrupted, then --rerun-incomplete) restores it instead of training.
+finished job (Snakemake interrupted, which marks it incomplete; profiles/default sets
+rerun-incomplete) restores it instead of training.
 
 The loop is shared; what differs per game family is the `Task`: the model, the batches and the
 loss. Atari samples single frames; NetHack reads (B, T) sequences of whole games with the
