@@ -45,18 +45,37 @@ def quiet(*_):
     pass
 
 
-@pytest.mark.parametrize("vectorize, max_grad_norm", [("loop", None), ("vmap", None), ("loop", 0.05)])
-def test_batched_equals_solo(tmp_path, group, vectorize, max_grad_norm):
-    """Each member's checkpoints equal its solo run's, also when each member's gradient is clipped
-    (0.05: well below these runs' gradient norms, so every step is clipped)."""
-    group = [(dataclasses.replace(args, max_grad_norm=max_grad_norm), train) for args, train in group]
+@pytest.fixture
+def exact_arithmetic(monkeypatch):
+    """Settings under which a member and its solo run must agree to float32 rounding: on CUDA, no bf16
+    autocast and no TF32. Under bf16, vmap's grouped convolutions round otherwise than one model's
+    (an H200 left the weights 3.7e-3 apart after 30 steps); test_batched_bf16_on_cuda covers that."""
+    if not torch.cuda.is_available():
+        return {}
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    return {"bf16": False}
+
+
+def train_group_and_solo(tmp_path, group, vectorize):
+    """Train `group` batched, then each member alone; yield (member, solo folder)."""
     batched = members(group, tmp_path / "batched")
     train_batched(batched, tmp_path / "batched" / "group", vectorize=vectorize, log=quiet)
-    assert not (tmp_path / "batched" / "group").exists()  # the group's resume state is gone
-    assert all(not (m.work_dir / "resume.pt").exists() and (m.work_dir / "metrics.json").exists() for m in batched)
     for member in batched:
         solo_dir = tmp_path / "solo" / member.out_dir.name
         train_bc(member.args, member.train, solo_dir, tmp_path / "solo-work" / member.out_dir.name, log=quiet)
+        yield member, solo_dir
+
+
+@pytest.mark.parametrize("vectorize, max_grad_norm", [("loop", None), ("vmap", None), ("loop", 0.05)])
+def test_batched_equals_solo(tmp_path, group, vectorize, max_grad_norm, exact_arithmetic):
+    """Each member's checkpoints equal its solo run's, also when each member's gradient is clipped
+    (0.05: well below these runs' gradient norms, so every step is clipped)."""
+    group = [(dataclasses.replace(args, max_grad_norm=max_grad_norm, **exact_arithmetic), train)
+             for args, train in group]
+    for member, solo_dir in train_group_and_solo(tmp_path, group, vectorize):
+        assert not (tmp_path / "batched" / "group").exists()  # the group's resume state is gone
+        assert not (member.work_dir / "resume.pt").exists() and (member.work_dir / "metrics.json").exists()
         for budget in member.args.budgets:
             name = f"c{budget_label(budget)}.pt"
             solo, ours = load_torch(solo_dir / name), load_torch(member.out_dir / name)
@@ -69,10 +88,26 @@ def test_batched_equals_solo(tmp_path, group, vectorize, max_grad_norm):
             for key, value in solo["model"].items():
                 assert ours["model"][key].shape == value.shape  # its own action head
                 torch.testing.assert_close(ours["model"][key], value, rtol=1e-4, atol=1e-5)
+                if vectorize == "loop" and max_grad_norm is None and not torch.cuda.is_available():
+                    assert torch.equal(ours["model"][key], value), key  # the same kernels in the same order
         solo_metrics, ours_metrics = read_json(solo_dir / "metrics.json"), read_json(member.out_dir / "metrics.json")
         assert ours_metrics["batched"]["vectorize"] == vectorize and len(ours_metrics["batched"]["group"]) == 3
         assert [c["train_loss"] for c in ours_metrics["checkpoints"]] == pytest.approx(
             [c["train_loss"] for c in solo_metrics["checkpoints"]], rel=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batched_bf16_on_cuda(tmp_path, group):
+    """The bf16 path of vmap on CUDA: each member trains to its solo run's loss within bf16's
+    rounding. (Its arithmetic is checked exactly in float32 by test_batched_equals_solo; under bf16,
+    grouped and single convolutions round differently, and tiny models follow other paths: an H200
+    left weights 3.7e-3 apart after 30 steps.)"""
+    for member, solo_dir in train_group_and_solo(tmp_path, group, "vmap"):
+        for budget in member.args.budgets:
+            name = f"c{budget_label(budget)}.pt"
+            solo, ours = load_torch(solo_dir / name), load_torch(member.out_dir / name)
+            assert ours["autocast"] == solo["autocast"] == "bf16"
+            assert ours["train_loss"] == pytest.approx(solo["train_loss"], rel=5e-2)
 
 
 def test_batched_resume_is_bitwise(tmp_path, group):
