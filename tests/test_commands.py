@@ -61,3 +61,20 @@ def test_texts_are_read_by_the_declared_type_and_bad_ones_still_name_their_key()
     assert config["atari"]["sweep"]["budgets"] == [1e9, 3e9, 1e10]  # budget labels, read as before
     with pytest.raises(ConfigError, match=r"config key nethack\.bc\.unroll: 'eighty'"):
         load_config(ROOT / "configs/smoke.yaml", {"nethack": {"bc": {"unroll": "eighty"}}})
+
+
+def test_check_config_names_the_file_line_and_key(tmp_path):
+    """`ilscaling check-config`: what Snakemake's own reading of --configfile does not say."""
+    def check(*files):
+        return subprocess.run([sys.executable, "-m", "ilscaling", "check-config", *map(str, files)],
+                              capture_output=True, text=True, timeout=120)
+
+    ok = check(ROOT / "configs/smoke.yaml")
+    assert ok.returncode == 0 and "valid; BC runs per game: Breakout 3, NetHack 3" in ok.stdout, ok.stderr
+    (tmp_path / "bad.yaml").write_text("atari:\n  games: [Qbert\n  seeds: 1\n")
+    bad = check(tmp_path / "bad.yaml")
+    assert bad.returncode != 0 and "bad.yaml is not valid YAML" in bad.stderr and "line 2" in bad.stderr
+    missing = check(tmp_path / "missing.yaml")
+    assert missing.returncode != 0 and "missing.yaml does not exist" in missing.stderr
+    both = check(ROOT / "configs/smoke.yaml", ROOT / "configs/paper-nethack.yaml")  # merged in order
+    assert both.returncode != 0 and "config key nethack.sweep.grid.1e10: budget is not in nethack.sweep.budgets" in both.stderr

@@ -61,6 +61,13 @@ def check_speed_settings_rerun_nothing(workdir):
     assert len(trained) == 3 and all("--seed 1 " in line for line in trained), seeds.stdout[-3000:]
     lr = snakemake(workdir, "--configfile", smoke, "-n", "--quiet", "rules", "--config", "nethack={bc: {lr: 0.002}}")
     assert "train_nethack_bc" in lr.stdout and "train_bc " not in lr.stdout, lr.stdout[-3000:]
+    # Batching moves runs to another job, which Snakemake reruns; by modification times alone
+    # (the README's way to switch a finished study over), nothing is to be done.
+    batched = ["--config", "atari={bc: {batched: {enabled: true, max_models: 4, max_width: 2}}}"]
+    moved = snakemake(workdir, "--configfile", smoke, "-n", "--quiet", "rules", *batched)
+    assert "train_bc_batched_w1_g0" in moved.stdout, moved.stdout[-3000:]
+    kept = snakemake(workdir, "--configfile", smoke, "-n", *batched, "--rerun-triggers", "mtime")
+    assert kept.returncode == 0 and "Nothing to be done" in kept.stdout + kept.stderr, kept.stdout[-3000:]
 
 
 def test_bad_config_fails_before_any_job(tmp_path):

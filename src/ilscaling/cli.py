@@ -233,6 +233,30 @@ def cmd_scale_check(args):
     main(args.configfile, None if args.workflow_profile == "none" else args.workflow_profile, args.directory, extra)
 
 
+def cmd_check_config(args):
+    """Read, merge (in order, as `snakemake --configfile A B`) and validate study configs as the
+    workflow does, naming the file and line of a YAML error and the key of a bad value. Snakemake
+    reads --configfile itself before the workflow runs, and says less: a missing file is a
+    traceback, a YAML error gives no file or line."""
+    from ilscaling.config import ConfigError, check_data_paths, games_of, merged, read_config_file, sweep_runs
+    from ilscaling.config import validate_config
+
+    study = {}
+    for configfile in args.configfile:
+        try:
+            study = merged(study, read_config_file(configfile))
+        except ConfigError as err:  # (it names the file)
+            raise SystemExit(str(err)) from None
+    try:
+        config = validate_config(study)
+        check_data_paths(config)
+    except ConfigError as err:
+        raise SystemExit(f"{' + '.join(args.configfile)}: {err}") from None
+    runs = {game: len(sweep_runs(config, game)) for game in games_of(config)}
+    print(f"{' + '.join(args.configfile)}: valid; BC runs per game: "
+          + ", ".join(f"{game} {n}" for game, n in runs.items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ilscaling.ppo import PPOArgs
     from ilscaling.scaling import FitConfig
@@ -388,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verdicts", nargs="+", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_headline_forecast)
+
+    p = commands.add_parser("check-config", help="validate study config files as the workflow would, before "
+                                                 "Snakemake reads them (the file, line and key of any error)")
+    p.add_argument("configfile", nargs="+")
+    p.set_defaults(func=cmd_check_config)
 
     p = commands.add_parser("propose-grid", help="print a sweep grid around the expected optimum")
     p.add_argument("--configfile", default="config.yaml")

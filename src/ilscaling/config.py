@@ -127,7 +127,8 @@ def read_config_file(configfile: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        content = yaml.safe_load(path.read_text())
+        with path.open() as stream:  # (so that the error names the file beside the line)
+            content = yaml.safe_load(stream)
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(content, dict):
