@@ -144,6 +144,24 @@ def test_plan_notes_an_n_star_beyond_the_buildable_sizes(fits):
     assert plan["width"] == 4 and any("outside the buildable sizes" in note for note in plan["notes"])
 
 
+def test_plan_holds_the_agent_within_the_data(fits):
+    """An N* whose agent would repeat the data more than max_epochs gives way to the narrowest width
+    within them (the data-constrained optimum); where none is, the plan refuses."""
+    sizes = sizes_around(0.3 * C_STAR**0.6)  # widths 1..5, f = 6 x params
+    free = plan_forecast(fits, "Synth", C_STAR, sizes)
+    frames = free["samples"] / 2  # the nearest width (3) would make 2 passes
+    within = plan_forecast(fits, "Synth", C_STAR, sizes, train_frames=frames, max_epochs=4)
+    assert within["width"] == 3 and within["epochs"] == pytest.approx(2) and within["notes"] == []
+    bound = plan_forecast(fits, "Synth", C_STAR, sizes, train_frames=frames, max_epochs=1.5)
+    epochs = {w: C_STAR / f / frames for w, (_, f) in sizes.items()}
+    assert bound["width"] == min(w for w in sizes if epochs[w] <= 1.5) > 3
+    assert bound["epochs"] == pytest.approx(epochs[bound["width"]]) and bound["nearest_width"] == 3
+    assert bound["samples"] == pytest.approx(C_STAR / sizes[bound["width"]][1])
+    assert any("the narrowest within the data" in note for note in bound["notes"])
+    with pytest.raises(ValueError, match="every width would see"):
+        plan_forecast(fits, "Synth", C_STAR, sizes, train_frames=frames, max_epochs=0.01)
+
+
 def test_plan_refuses_fits_made_at_another_budget(fits):
     with pytest.raises(ValueError, match="refit"):
         plan_forecast(fits, "Synth", 2 * C_STAR, SIZES)

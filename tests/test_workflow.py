@@ -40,11 +40,11 @@ def test_smoke_study_end_to_end(tmp_path):
     assert "No forecast verdicts yet" not in report_parts(tmp_path / "report.html")[0]
 
 
-# Settings that change how fast jobs run (or what they keep, or guard), never what they compute.
+# Settings that change how fast jobs run (or what they keep), never what they compute.
 SPEED_SETTINGS = [
-    "atari={bc: {threads: 2, resume_every_s: 30, max_epochs: 200, device: cpu, compile: true, channels_last: false, "
+    "atari={bc: {threads: 2, resume_every_s: 30, device: cpu, compile: true, channels_last: false, "
     "batched: {max_models: 2, vectorize: loop}}, evaluation: {threads: 2, device: cpu}, expert: {threads: 2}}",
-    "nethack={bc: {threads: 2, resume_every_s: 30, max_epochs: 200, device: cpu}, bot: {processes: 1}, "
+    "nethack={bc: {threads: 2, resume_every_s: 30, device: cpu}, bot: {processes: 1}, "
     "evaluation: {threads: 2, processes: 2, envs: 1, device: cpu, keep_ttyrecs: true}}",
 ]
 
@@ -61,6 +61,10 @@ def check_speed_settings_rerun_nothing(workdir):
     assert len(trained) == 3 and all("--seed 1 " in line for line in trained), seeds.stdout[-3000:]
     lr = snakemake(workdir, "--configfile", smoke, "-n", "--quiet", "rules", "--config", "nethack={bc: {lr: 0.002}}")
     assert "train_nethack_bc" in lr.stdout and "train_bc " not in lr.stdout, lr.stdout[-3000:]
+    # max_epochs guards the sweep's runs, but sets the forecast agent's width (within the data):
+    # the forecast reruns, the sweep does not.
+    guard = snakemake(workdir, "--configfile", smoke, "-n", "--quiet", "rules", "--config", "atari={bc: {max_epochs: 200}}")
+    assert "forecast_agent" in guard.stdout and "train_bc " not in guard.stdout, guard.stdout[-3000:]
     # Batching moves runs to another job, which Snakemake reruns; by modification times alone
     # (the README's way to switch a finished study over), nothing is to be done.
     batched = ["--config", "atari={bc: {batched: {enabled: true, max_models: 4, max_width: 2}}}"]
@@ -114,26 +118,34 @@ rule evaluate:
         assert "BC checkpoint missing.pt does not exist" in (tmp_path / "logs" / name).read_text()
 
 
-def test_a_killed_attempt_keeps_its_log(tmp_path):
-    """A trainer killed outright (SIGKILL: no handler runs) keeps what it logged: the attempt's log
-    is hard-linked at its start, and Snakemake's deleting the log before the retry leaves the link."""
+def training_workflow(folder, shell, resources=""):
+    """A one-rule Snakefile in `folder` training a tiny BC run (train-bc with `shell` around it) on
+    synthetic demonstrations; the Snakemake command that runs it."""
     from conftest import synthetic_demonstrations
 
-    synthetic_demonstrations().save(tmp_path / "train.npz")
-    (tmp_path / "Snakefile").write_text(f'''
+    synthetic_demonstrations().save(folder / "train.npz")
+    train = (f"{sys.executable} -m ilscaling train-bc --game Breakout --width 1 --num-actions 4 --batch-size 8 "
+             "--log-every 20 --train {input} --out-dir {output}")
+    (folder / "Snakefile").write_text(f'''
 rule train:
     input: "train.npz"
     output: directory("run")
     log: "logs/train.log"
-    resources: tries=lambda wildcards, attempt: attempt
-    shell:
-        "if [ {{resources.tries}} = 1 ]; then kill='timeout -s KILL 20' budget=1e15; else kill='' budget=1e8; fi; "
-        "$kill {sys.executable} -m ilscaling train-bc --game Breakout --width 1 --num-actions 4 --budgets $budget "
-        "--batch-size 8 --log-every 20 --train {{input}} --out-dir {{output}} --work-dir work{{resources.tries}} "
-        "> {{log}} 2>&1"
+    {resources}
+    shell: {shell.replace("TRAIN", train)!r}
 ''')
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory",
-                          str(tmp_path), "--cores", "1", "--retries", "1"], capture_output=True, text=True, timeout=300)
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(folder / "Snakefile"), "--directory", str(folder),
+            "--cores", "1"]
+
+
+def test_a_killed_attempt_keeps_its_log(tmp_path):
+    """A trainer killed outright (SIGKILL: no handler runs) keeps what it logged: the attempt's log
+    is hard-linked at its start, and Snakemake's deleting the log before the retry leaves the link."""
+    command = training_workflow(
+        tmp_path, "if [ {resources.tries} = 1 ]; then kill='timeout -s KILL 20' budget=1e15; else kill='' budget=1e8; "
+        "fi; $kill TRAIN --budgets $budget --work-dir work{resources.tries} > {log} 2>&1",
+        resources="resources: tries=lambda wildcards, attempt: attempt")
+    run = subprocess.run([*command, "--retries", "1"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     logs = tmp_path / "logs"
     assert sorted(p.name for p in logs.iterdir()) == ["train.log", "train.log.failed-1"]
@@ -148,20 +160,8 @@ def test_snakemake_interrupted_while_a_run_finishes_restores_it_on_the_next_run(
     import signal
     import time
 
-    from conftest import synthetic_demonstrations
-
-    synthetic_demonstrations().save(tmp_path / "train.npz")
-    (tmp_path / "Snakefile").write_text(f'''
-rule train:
-    input: "train.npz"
-    output: directory("run")
-    log: "logs/train.log"
-    shell:
-        "{sys.executable} -m ilscaling train-bc --game Breakout --width 1 --num-actions 4 --budgets 1e10 "
-        "--batch-size 8 --log-every 20 --train {{input}} --out-dir {{output}} --work-dir work > {{log}} 2>&1"
-''')
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory",
-               str(tmp_path), "--cores", "1", "--workflow-profile", str(ROOT / "profiles/default")]
+    command = [*training_workflow(tmp_path, "TRAIN --budgets 1e10 --work-dir work > {log} 2>&1"),
+               "--workflow-profile", str(ROOT / "profiles/default")]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)  # the signal reaches Snakemake, not its job
     log = tmp_path / "logs/train.log"

@@ -167,7 +167,8 @@ def cmd_plot(args):
 def cmd_forecast(args):
     from ilscaling.forecast import parse_sizes, write_forecast
 
-    write_forecast(args.fits, args.game, args.budget, parse_sizes(args.sizes), args.out, method=args.method)
+    write_forecast(args.fits, args.game, args.budget, parse_sizes(args.sizes), args.out, method=args.method,
+                   data_card=args.data_card, max_epochs=args.max_epochs)
 
 
 FORECAST_RUN_FIELDS = ("game", "width", "budgets")  # from the forecast file, not from flags
@@ -176,7 +177,7 @@ FORECAST_RUN_FIELDS = ("game", "width", "budgets")  # from the forecast file, no
 def cmd_train_forecast(args):
     from ilscaling.forecast import bc_args_from_forecast
     from ilscaling.io import read_json
-    from ilscaling.train import BCArgs, train_bc
+    from ilscaling.train import BCArgs, TooManyEpochs, train_bc
 
     plan = read_json(args.forecast, "forecast")
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(BCArgs)
@@ -184,7 +185,11 @@ def cmd_train_forecast(args):
     bc_args = bc_args_from_forecast(plan, **values)
     print(f"{plan['game']}: forecast agent, width {bc_args.width}, {plan['samples']:.4g} samples for "
           f"C* = {plan['budget']:.4g} FLOPs")
-    train_bc(bc_args, args.train, args.out_dir, args.work_dir)
+    try:
+        train_bc(bc_args, args.train, args.out_dir, args.work_dir)
+    except TooManyEpochs as err:
+        raise SystemExit(f"forecast agent: {err}. The width follows the fits; raise the training data, or lower "
+                         "C* (forecast.budget_factor / forecast.budgets)") from None
 
 
 def cmd_forecast_verdict(args):
@@ -378,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, required=True, help="C*, FLOPs (the fits must forecast at it)")
     p.add_argument("--sizes", nargs="+", required=True, help="buildable widths as width:params:train_flops_per_sample")
     p.add_argument("--method", choices=("vertex", "parametric"), default="vertex", help="whose N* picks the width")
+    p.add_argument("--data-card", help="the game's data card: its training frames bound the width with --max-epochs")
+    p.add_argument("--max-epochs", type=float, help="passes over the training data the agent may make (bc.max_epochs)")
     p.add_argument("--out", required=True, help="forecast.json")
     p.set_defaults(func=cmd_forecast)
 

@@ -247,7 +247,10 @@ def _check_epochs(config: dict, game: str) -> None:
         raise ConfigError(f"config key {section}.bc.max_epochs: {game}: runs would see their ~{frames:,.0f} training "
                           f"frames more than {limit:g} times ({shown}): raise {data_key}, or take those widths out "
                           f"of {section}.sweep.grid")
-    if config.get("forecast", {}).get("enabled"):
+    if game in forecast_games(config):
+        # The agent's width follows the fits; where N*'s width would repeat the data more than
+        # max_epochs, the plan takes the narrowest width within it (forecast.within_data). So
+        # the forecast can be trained if the widest width can.
         budget = forecast_budget(config, game)
         widest = max(sizes, key=lambda w: sizes[w][1])
         epochs = epochs_for_budget(budget, sizes[widest][1], frames)

@@ -5,7 +5,10 @@
    minimum held-out loss and the maximum return, each with its interval, by the raw, vertex
    (isoFLOP) and parametric methods. The plan picks the buildable width whose parameter count is
    nearest N* of the chosen method (in log), and the samples D = C* / f(width), f the width's
-   training FLOPs per sample, so that the run spends exactly C*.
+   training FLOPs per sample, so that the run spends exactly C*. With the training data's size
+   and bc.max_epochs, an N* too small for the data (D above max_epochs passes over them) gives
+   way to the narrowest width within the bound: the data-constrained optimum (Muennighoff et al.
+   2023: with data limited, compute goes to parameters), noted in the plan and the verdict.
 2. The agent is trained by the sweep's trainer (`train.train_bc` with budgets [C*]) and evaluated by
    `evaluate.evaluate_checkpoint` with more games (rules in workflow/rules/forecast.smk).
 3. `forecast_verdict`: per method, the measured loss and return against the predicted value and its
@@ -79,6 +82,30 @@ def samples_for_budget(budget: float, flops_per_sample: float) -> float:
     return budget / flops_per_sample
 
 
+def train_frames_of(card: dict) -> int:
+    """The training frames a data card counts: an Atari demonstrations card (`train.frames`) or the
+    NetHack dataset's card (`train_frames`)."""
+    if "train_frames" in card:
+        return int(card["train_frames"])
+    return int(card["train"]["frames"])
+
+
+def within_data(width: int, budget: float, sizes: dict[int, tuple[int, float]], train_frames: float,
+                max_epochs: float) -> tuple[int, float]:
+    """`width`, or where C* would show it its data more than `max_epochs` times the narrowest width
+    that stays within; with the epochs it will train. Raises where no width does."""
+    def epochs(w):
+        return samples_for_budget(budget, sizes[w][1]) / train_frames
+
+    if epochs(width) <= max_epochs:
+        return width, epochs(width)
+    fitting = [w for w in sorted(sizes, key=lambda w: sizes[w][0]) if epochs(w) <= max_epochs]
+    if not fitting:
+        raise ValueError(f"at C* = {budget_text(budget)} FLOPs every width would see its {train_frames:,.0f} training "
+                         f"frames more than max_epochs = {max_epochs:g} times: record more data, or lower C*")
+    return fitting[0], epochs(fitting[0])
+
+
 def _triple(row: xr.DataArray) -> dict[str, float | None]:
     values = {bound: float(row.sel(bound=bound)) for bound in ("value", "lo", "hi")}
     return {k: (v if np.isfinite(v) else None) for k, v in values.items()}
@@ -123,11 +150,12 @@ def parametric_at(fits: xr.Dataset, game: str, params: float, samples: float) ->
 
 
 def plan_forecast(fits: xr.Dataset, game: str, budget: float, sizes: dict[int, tuple[int, float]],
-                  method: str = "vertex") -> dict:
+                  method: str = "vertex", train_frames: float | None = None, max_epochs: float | None = None) -> dict:
     """The forecast agent of one game: width, samples, and every method's predictions at C* = `budget`.
 
     `method` picks N* (and so the width); when its N* is not available (law not fitted) the other of
-    vertex/parametric is used and the plan says so.
+    vertex/parametric is used and the plan says so. With `train_frames` and `max_epochs`, the width
+    is held within the data (`within_data`).
     """
     if game not in set(map(str, fits["game"].values)):
         raise ValueError(f"game {game!r} is not in the fits file")
@@ -143,7 +171,10 @@ def plan_forecast(fits: xr.Dataset, game: str, budget: float, sizes: dict[int, t
         raise ValueError(f"{game}: no method has a compute-optimal N* at {budget_text(budget)} FLOPs "
                          "(no N_opt law and no parametric fit)")
     n_star = predictions[used]["n_opt"]["value"]
-    width = nearest_width(n_star, sizes)
+    nearest = nearest_width(n_star, sizes)
+    width, epochs = nearest, None
+    if train_frames is not None and max_epochs is not None:
+        width, epochs = within_data(nearest, budget, sizes, train_frames, max_epochs)
     params, flops_per_sample = sizes[width]
     samples = samples_for_budget(budget, flops_per_sample)
     smallest, largest = min(p for p, _ in sizes.values()), max(p for p, _ in sizes.values())
@@ -153,12 +184,17 @@ def plan_forecast(fits: xr.Dataset, game: str, budget: float, sizes: dict[int, t
     if not smallest <= n_star <= largest:
         notes.append(f"N* = {n_star:.3g} lies outside the buildable sizes ({smallest:,} .. {largest:,} parameters): "
                      "the nearest end was taken")
+    if width != nearest:
+        notes.append(f"width {nearest} (nearest N*) would see its {train_frames:,.0f} training frames "
+                     f"{samples_for_budget(budget, sizes[nearest][1]) / train_frames:.1f} times, more than max_epochs = "
+                     f"{max_epochs:g}: width {width} is the narrowest within the data (the data-constrained optimum)")
     confidence = FitConfig.from_attrs(fits.attrs).confidence
     return {
         "game": game, "budget": budget, "budget_label": budget_label(budget), "method": method,
         "loss_metric": fitted_loss_metric(fits, game),
         "width_method": used, "n_star": n_star, "width": width, "params": params,
-        "train_flops_per_sample": flops_per_sample, "samples": samples,
+        "train_flops_per_sample": flops_per_sample, "samples": samples, "train_frames": train_frames,
+        "epochs": epochs, "max_epochs": max_epochs, "nearest_width": nearest,
         "log10_params_over_n_star": math.log10(params / n_star), "notes": notes,
         "confidence": confidence, "predictions": predictions, "loss_forms": loss_forms(fits, game),
         "parametric_at_width": parametric_at(fits, game, params, samples),
@@ -167,9 +203,13 @@ def plan_forecast(fits: xr.Dataset, game: str, budget: float, sizes: dict[int, t
 
 
 def write_forecast(fits_nc: str | Path, game: str, budget: float, sizes: dict[int, tuple[int, float]],
-                   out: str | Path, method: str = "vertex", log=print) -> dict:
+                   out: str | Path, method: str = "vertex", data_card: str | Path | None = None,
+                   max_epochs: float | None = None, log=print) -> dict:
+    """Plan the forecast agent (`plan_forecast`) and write it; `data_card` (the game's data card)
+    gives the training frames that `max_epochs` bounds."""
+    train_frames = train_frames_of(read_json(data_card, "data card")) if data_card is not None else None
     with open_netcdf(fits_nc, "fits") as fits:
-        plan = plan_forecast(fits.load(), game, budget, sizes, method)
+        plan = plan_forecast(fits.load(), game, budget, sizes, method, train_frames, max_epochs)
     write_json(plan, out)
     log(f"{game} (loss: {LOSS_METRIC_TEXT[plan['loss_metric']]}): C* = {budget_text(budget)} FLOPs, "
         f"{plan['width_method']} N* = {plan['n_star']:.4g} -> width "

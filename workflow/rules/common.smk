@@ -130,18 +130,12 @@ class SpeedFlags(str):
         return "SpeedFlags()"
 
 
-def training_speed(section, guard=True):
+def training_speed(section):
     """A family's training speed flags (atari or nethack section; train_bc, the batched groups, the forecast
-    agent), and with `guard` its max_epochs (it stops a run before its first step, never changes one).
-
-    The forecast agent trains unguarded: its width is known only from the fits, after every other
-    run, so its data can be sized for it but not checked before any job; the verdict reports its epochs.
-    """
+    agent), and its max_epochs guard (it stops a run before its first step, never changes one)."""
     bc = section["bc"]
     switches = [f"--{'' if bc[key] else 'no-'}{key.replace('_', '-')}" for key in ("channels_last", "compile") if key in bc]
-    flags = f"--resume-every-s {bc['resume_every_s']} --device {bc['device']}"
-    if guard:
-        flags += f" --max-epochs {bc['max_epochs']}"
+    flags = f"--resume-every-s {bc['resume_every_s']} --device {bc['device']} --max-epochs {bc['max_epochs']}"
     return SpeedFlags(" ".join([flags, *switches]))
 
 
@@ -210,9 +204,13 @@ def eval_files(game):
     ]
 
 
+def card_file(game):
+    """A game's data card (its data's size, the expert's return, and for Atari the expert's loss floor)."""
+    return f"{game_dir(game)}/{'data' if game == NETHACK else 'demos'}/card.json"
+
+
 def card_files():
-    """The data card of every game (expert return, and for Atari the expert's loss floor)."""
-    return [f"{game_dir(game)}/{'data' if game == NETHACK else 'demos'}/card.json" for game in GAMES]
+    return [card_file(game) for game in GAMES]
 
 
 def nethack_ttyrecs(wildcards):

@@ -76,6 +76,7 @@ def forecast_outputs():
 rule forecast_agent:
     input:
         fits=RES + "/scaling/fits.nc",
+        card=lambda wc: card_file(wc.game),
     output:
         FORECAST_DIR + "/forecast.json",
     log:
@@ -86,11 +87,13 @@ rule forecast_agent:
         budget=lambda wc: forecast_budget(config, wc.game),
         sizes=lambda wc: format_sizes(model_sizes(config, wc.game)),
         method=FORECAST["method"],
+        max_epochs=lambda wc: family_section(wc.game)["bc"]["max_epochs"],
     conda:
         CONDA_ENV
     shell:
         "{ILSCALING} forecast --fits {input.fits} --game {wildcards.game} --budget {params.budget} "
-        "--sizes {params.sizes} --method {params.method} --out {output} > {log} 2>&1"
+        "--sizes {params.sizes} --method {params.method} --data-card {input.card} --max-epochs {params.max_epochs} "
+        "--out {output} > {log} 2>&1"
 
 
 rule train_forecast_agent:
@@ -105,7 +108,7 @@ rule train_forecast_agent:
         RES + "/benchmarks/{game}/forecast/train_forecast_agent.tsv"
     params:
         flags=forecast_model_flags,
-        speed=lambda wc: training_speed(family_section(wc.game), guard=False),
+        speed=lambda wc: training_speed(family_section(wc.game)),
         work_dir=FORECAST_DIR + "/unfinished",
     threads: lambda wc: forecast_threads(wc.game, "train")
     resources:
