@@ -461,6 +461,19 @@ def test_parametric_fit_recovers_chinchilla_exponents_with_bootstrap_intervals()
     assert params["alpha"] == pytest.approx(CHINCHILLA["alpha"], abs=0.03)
     assert params["beta"] == pytest.approx(CHINCHILLA["beta"], abs=0.03)
     assert intervals[3, 0] < params["alpha"] < intervals[3, 1]
+    assert fit.at_bounds == ""
+
+
+def test_parametric_fit_names_the_parameters_the_data_leave_on_a_bound():
+    """Losses that do not depend on N (as NetHack's default sweep, where the smallest width wins at
+    every budget): A goes to its lower bound and alpha to its upper, and the fit says so."""
+    from ilscaling.parametric import fit_parametric
+
+    rng = np.random.default_rng(0)
+    params, samples = np.exp(rng.uniform(np.log(1e3), np.log(1e6), 30)), np.exp(rng.uniform(np.log(1e5), np.log(1e8), 30))
+    fit = fit_parametric(params, samples, 20 * samples**-0.2 * np.exp(rng.normal(0, 0.01, 30)), n_bootstrap=0)
+    assert fit.at_bounds == "A (lower); alpha (upper)"
+    assert fit.parameters["beta"] == pytest.approx(0.2, abs=0.01)
 
 
 def test_batched_irls_reaches_the_lbfgs_optimum():

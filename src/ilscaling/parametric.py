@@ -170,6 +170,16 @@ class ParametricFit:
         """E, A, B, alpha, beta of the full-data fit."""
         return dict(zip(PARAMETER_NAMES, natural_parameters(self.theta)))
 
+    @property
+    def at_bounds(self) -> str:
+        """The parameters the fit left on a bound of the search (BOUNDS), e.g. "E, A (lower); alpha
+        (upper)": the data do not determine them. Empty when none is."""
+        low, high = np.array(BOUNDS, float).T
+        tolerance = 1e-6 * (high - low)
+        sides = [(side, [name for name, value, edge, tol in zip(PARAMETER_NAMES, self.theta, edges, tolerance)
+                         if abs(value - edge) <= tol]) for side, edges in (("lower", low), ("upper", high))]
+        return "; ".join(f"{', '.join(names)} ({side})" for side, names in sides if names)
+
     def parameter_intervals(self, confidence: float) -> np.ndarray:
         """(5, 2) percentile intervals of E, A, B, alpha, beta; NaN without resamples."""
         if len(self.bootstrap) == 0:

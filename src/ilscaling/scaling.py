@@ -752,7 +752,10 @@ def _parametric_fits(means: xr.Dataset, budgets, forecast_budget, holdout_budget
     targets = np.append(budgets, forecast_budget)
     best = compute_optimal(fit.theta, targets, sizes, cost)
     tail = 50 * (1 - config.confidence)
-    result = {"fit": fit, "note": f"{n_runs} runs, {config.bootstrap} bootstrap resamples of runs",
+    note = f"{n_runs} runs, {config.bootstrap} bootstrap resamples of runs"
+    if fit.at_bounds:
+        note += f"; at the bounds of the search: {fit.at_bounds}, which the data do not determine"
+    result = {"fit": fit, "note": note,
               "alloc": {key: np.stack([best[key], np.full(len(targets), np.nan), np.full(len(targets), np.nan)], -1)
                         for key in best}}
     if config.bootstrap:
