@@ -145,6 +145,14 @@ def _plain_log_ticks(axis) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _decade_ticks(axis) -> None:
+    """Label a log axis at its decades only, when it shows one: over 1-2 decades matplotlib also
+    labels the 2x, 3x, ... minor ticks, and their labels run into each other."""
+    low, high = axis.get_view_interval()
+    if np.floor(np.log10(high)) >= np.ceil(np.log10(low)):
+        axis.set_minor_formatter(NullFormatter())
+
+
 def _scalar(data: xr.Dataset, name: str, **where) -> float:
     return float(data[name].sel(**where).item())
 
@@ -359,6 +367,7 @@ def _draw_compute_law(ax, fits: xr.Dataset, game: str, quantity: str, metric: st
         ax.set_yscale("log")
         if quantity == "l_min":
             _plain_log_ticks(ax.yaxis)
+    _decade_ticks(ax.xaxis)
     ax.set_xlabel("compute budget C (FLOPs)")
     ax.set_ylabel(ylabel)
     handles, labels = ax.get_legend_handles_labels()
