@@ -1,11 +1,13 @@
 """End to end: the real Snakemake workflow on configs/smoke.yaml in a temporary folder."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from golden import GOLDEN, differences, machine, study_values
 from test_scaling import synthetic_results
 from workflow_checks import check_report, check_study_outputs, load_config, report_parts
 
@@ -23,21 +25,41 @@ def snakemake(workdir, *args, timeout=900):
                           timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-@pytest.mark.e2e
-def test_smoke_study_end_to_end(tmp_path):
-    run = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "--cores", "2")
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    """The smoke study, run once from nothing by the real workflow."""
+    folder = tmp_path_factory.mktemp("smoke")
+    run = snakemake(folder, "--configfile", str(ROOT / "configs/smoke.yaml"), "--cores", "2")
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
-    check_study_outputs(tmp_path, load_config(ROOT / "configs/smoke.yaml"))
+    return folder
+
+
+@pytest.mark.e2e
+def test_smoke_study_matches_its_golden_values(smoke_study):
+    """Every value of results.nc and fits.nc is the golden one (tests/golden.py): to the digit,
+    on the machine that made them."""
+    golden = json.loads(GOLDEN.read_text())
+    if golden["machine"] != machine():
+        pytest.skip(f"the golden values were made on {golden['machine']}; this machine is {machine()}, whose "
+                    "kernels round otherwise (rewrite them here with `python tests/golden.py <smoke study>`)")
+    moved = differences(golden, study_values(smoke_study))
+    assert not moved, ("the smoke study's numbers moved (if meant, rewrite tests/golden/smoke.json: "
+                       "python tests/golden.py <smoke study>):\n" + "\n".join(moved))
+
+
+@pytest.mark.e2e
+def test_smoke_study_end_to_end(smoke_study):
+    check_study_outputs(smoke_study, load_config(ROOT / "configs/smoke.yaml"))
 
     # A finished study is up to date: nothing left to run.
-    dry = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "-n")
+    dry = snakemake(smoke_study, "--configfile", str(ROOT / "configs/smoke.yaml"), "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
-    check_speed_settings_rerun_nothing(tmp_path)
-    report = snakemake(tmp_path, "--configfile", str(ROOT / "configs/smoke.yaml"), "--report", "report.html")
-    assert report.returncode == 0 and (tmp_path / "report.html").stat().st_size > 10**6, report.stderr[-3000:]
-    assert "summary.md" in (tmp_path / "report.html").read_text(errors="replace")
-    check_report(tmp_path / "report.html", tmp_path / "results/scaling/fits.nc", games_of(load_config(ROOT / "configs/smoke.yaml")))
-    assert "No forecast verdicts yet" not in report_parts(tmp_path / "report.html")[0]
+    check_speed_settings_rerun_nothing(smoke_study)
+    report = snakemake(smoke_study, "--configfile", str(ROOT / "configs/smoke.yaml"), "--report", "report.html")
+    assert report.returncode == 0 and (smoke_study / "report.html").stat().st_size > 10**6, report.stderr[-3000:]
+    assert "summary.md" in (smoke_study / "report.html").read_text(errors="replace")
+    check_report(smoke_study / "report.html", smoke_study / "results/scaling/fits.nc", games_of(load_config(ROOT / "configs/smoke.yaml")))
+    assert "No forecast verdicts yet" not in report_parts(smoke_study / "report.html")[0]
 
 
 # Settings that change how fast jobs run (or what they keep), never what they compute.
@@ -162,8 +184,10 @@ def test_snakemake_interrupted_while_a_run_finishes_restores_it_on_the_next_run(
 
     command = [*training_workflow(tmp_path, "TRAIN --budgets 1e10 --work-dir work > {log} 2>&1"),
                "--workflow-profile", str(ROOT / "profiles/default")]
+    # Snakemake alone gets the signal (its own session), and it reacts to it even where the tests
+    # run in the background, whose processes start with SIGINT ignored.
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)  # the signal reaches Snakemake, not its job
+                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = tmp_path / "logs/train.log"
     while not (log.exists() and "step 20:" in log.read_text()):
         assert first.poll() is None, first.stdout.read()[-3000:]
