@@ -5,7 +5,8 @@ import pytest
 import xarray as xr
 from test_scaling import synthetic_results
 
-from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM, budget_text, overview_figure, plot_all, plot_game, saturating_fit
+from ilscaling.flops import budget_label
+from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM, overview_figure, plot_all, plot_game, saturating_fit
 from ilscaling.scaling import FitConfig, seed_means, write_fits
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -79,7 +80,7 @@ def test_plot_game_rejects_an_unknown_game(study, tmp_path):
 
 
 def test_budget_text_matches_config_spelling():
-    assert [budget_text(b) for b in (1e10, 2e10, 2.5e11)] == ["1e10", "2e10", "2.5e11"]
+    assert [budget_label(b) for b in (1e10, 2e10, 2.5e11)] == ["1e10", "2e10", "2.5e11"]
 
 
 def test_return_vs_loss_survives_an_undetermined_saturating_fit(tmp_path):

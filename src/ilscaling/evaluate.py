@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
+from ilscaling.config import NETHACK
 from ilscaling.data.atari import Demonstrations
 from ilscaling.games.atari import play_episodes
 from ilscaling.io import DataFileError, atomic_path, load_torch, provenance, read_json, require_keys, write_json
-from ilscaling.models import NETHACK, build_model
+from ilscaling.models import build_model
 
 
 HELDOUT_LOSS_PRECISION = "float32 logits, float64 log-softmax"

@@ -8,9 +8,11 @@ pass costs 2 x the forward pass, so one training sample costs 3 x its forward FL
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where a count needs it: the fits and budget labels do not
+    import torch
+    from torch import nn
 
 BACKWARD_TO_FORWARD = 2.0
 
@@ -37,6 +39,8 @@ def conv_output_hw(layer: nn.Conv2d, in_hw: tuple[int, int]) -> tuple[int, int]:
 
 def sequential_forward_flops(layers: nn.Module, in_hw: tuple[int, int]) -> int:
     """Forward FLOPs of a feed-forward stack of Conv2d/Linear layers, walked in order."""
+    from torch import nn
+
     total, hw = 0, in_hw
     for layer in layers.modules():
         if isinstance(layer, nn.Conv2d):
@@ -92,6 +96,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def measured_forward_flops(model: nn.Module, example: torch.Tensor) -> int:
     """FLOPs PyTorch's FlopCounterMode counts for one forward pass of `example` (per batch)."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter, torch.no_grad():

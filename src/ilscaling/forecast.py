@@ -30,7 +30,7 @@ import xarray as xr
 
 from ilscaling.flops import budget_label
 from ilscaling.io import atomic_path, open_netcdf, read_json, write_json
-from ilscaling.scaling import (FLOOR_METHODS, LOSS_METRIC_TEXT, LOSS_METRICS, METHODS, FitConfig, budget_text,
+from ilscaling.scaling import (FLOOR_METHODS, LOSS_METRIC_TEXT, LOSS_METRICS, METHODS, FitConfig,
                                fitted_loss_metric, floor_comparison, law_fit)
 
 QUANTITIES = {"loss": "l_min", "return": "r_max"}  # verdict quantity -> forecast target of fits.nc
@@ -101,7 +101,7 @@ def within_data(width: int, budget: float, sizes: dict[int, tuple[int, float]], 
         return width, epochs(width)
     fitting = [w for w in sorted(sizes, key=lambda w: sizes[w][0]) if epochs(w) <= max_epochs]
     if not fitting:
-        raise ValueError(f"at C* = {budget_text(budget)} FLOPs every width would see its {train_frames:,.0f} training "
+        raise ValueError(f"at C* = {budget_label(budget)} FLOPs every width would see its {train_frames:,.0f} training "
                          f"frames more than max_epochs = {max_epochs:g} times: record more data, or lower C*")
     return fitting[0], epochs(fitting[0])
 
@@ -161,14 +161,14 @@ def plan_forecast(fits: xr.Dataset, game: str, budget: float, sizes: dict[int, t
         raise ValueError(f"game {game!r} is not in the fits file")
     fitted_budget = float(fits["forecast_budget"].sel(game=game))
     if not math.isclose(fitted_budget, budget, rel_tol=1e-9):
-        raise ValueError(f"{game}: the fits forecast at C* = {budget_text(fitted_budget)} FLOPs, but the forecast "
-                         f"stage trains at {budget_text(budget)}; refit with this C* (forecast.budget_factor / "
+        raise ValueError(f"{game}: the fits forecast at C* = {budget_label(fitted_budget)} FLOPs, but the forecast "
+                         f"stage trains at {budget_label(budget)}; refit with this C* (forecast.budget_factor / "
                          "forecast.budgets are the one source of both)")
     predictions = game_predictions(fits, game)
     order = [method] + [m for m in ("vertex", "parametric") if m != method]
     used = next((m for m in order if predictions[m]["n_opt"]["value"] is not None), None)
     if used is None:
-        raise ValueError(f"{game}: no method has a compute-optimal N* at {budget_text(budget)} FLOPs "
+        raise ValueError(f"{game}: no method has a compute-optimal N* at {budget_label(budget)} FLOPs "
                          "(no N_opt law and no parametric fit)")
     n_star = predictions[used]["n_opt"]["value"]
     nearest = nearest_width(n_star, sizes)
@@ -211,7 +211,7 @@ def write_forecast(fits_nc: str | Path, game: str, budget: float, sizes: dict[in
     with open_netcdf(fits_nc, "fits") as fits:
         plan = plan_forecast(fits.load(), game, budget, sizes, method, train_frames, max_epochs)
     write_json(plan, out)
-    log(f"{game} (loss: {LOSS_METRIC_TEXT[plan['loss_metric']]}): C* = {budget_text(budget)} FLOPs, "
+    log(f"{game} (loss: {LOSS_METRIC_TEXT[plan['loss_metric']]}): C* = {budget_label(budget)} FLOPs, "
         f"{plan['width_method']} N* = {plan['n_star']:.4g} -> width "
         f"{plan['width']} ({plan['params']:,} params), D = {plan['samples']:.4g} samples"
         + "".join(f"; {note}" for note in plan["notes"]))
@@ -314,7 +314,7 @@ def _game_section(verdict: dict) -> list[str]:
     m = verdict["measured"]
     sem = f" ± {m['return_sem']:.3g} (s.e.)" if m.get("return_sem") is not None and np.isfinite(m["return_sem"]) else ""
     lines = [f"## {verdict['game']}", "",
-             f"C* = {budget_text(verdict['budget'])} FLOPs. {verdict['width_method']} N* = {verdict['n_star']:.4g} "
+             f"C* = {budget_label(verdict['budget'])} FLOPs. {verdict['width_method']} N* = {verdict['n_star']:.4g} "
              f"parameters -> width {verdict['width']} ({verdict['params']:,} parameters), trained for "
              f"{m['samples']:,} samples ({m['flops']:.4g} FLOPs"
              + (f", {m['epochs']:.2f} epochs" if m.get("epochs") is not None else "") + ").",
@@ -367,7 +367,7 @@ def verdict_cells(verdict: dict, method: str = "vertex") -> list[str]:
         interval = f" [{_num(c['lo'])}, {_num(c['hi'])}]" if c["lo"] is not None else ""
         cells += [f"{_num(c['predicted'])}{interval}", f"{_num(measured)} ({_inside_text(c['inside'])}, "
                                                        f"{_percent(c['relative_error'])})"]
-    return [verdict["game"], budget_text(verdict["budget"]), f"w{verdict['width']}", _metric_text(verdict), *cells]
+    return [verdict["game"], budget_label(verdict["budget"]), f"w{verdict['width']}", _metric_text(verdict), *cells]
 
 
 def verdict_markdown(verdicts: list[dict], references: list[dict]) -> str:

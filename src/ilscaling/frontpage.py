@@ -13,9 +13,10 @@ import numpy as np
 import xarray as xr
 
 from ilscaling.forecast import VERDICT_COLUMNS, verdict_cells
+from ilscaling.flops import budget_label
 from ilscaling.io import atomic_path, open_netcdf, read_json
 from ilscaling.plots import loss_metric_name
-from ilscaling.scaling import LAW_LABELS, LAW_QUANTITIES, LINEAR_IN_LOG10_X, FitConfig, _format_interval, budget_text
+from ilscaling.scaling import LAW_LABELS, LAW_QUANTITIES, LINEAR_IN_LOG10_X, FitConfig, _format_interval
 
 LAW_COLUMNS = ("game", "method", "law", "exponent", "interval", "R²", "points fitted")
 HEADLINE_METHODS = ("raw", "vertex")  # the per-budget optima: best evaluated size, parabola vertex
@@ -64,7 +65,7 @@ def laws_rst(fits: xr.Dataset) -> str:
 def verdicts_rst(verdicts: list[dict]) -> str:
     """Every game's forecast agent at C*: the vertex method's prediction against the measurement."""
     rows = [[rst_text(cell) if i < 3 else cell for i, cell in enumerate(verdict_cells(v))] for v in verdicts]
-    budgets = ", ".join(f"{v['game']} {budget_text(v['budget'])}" for v in verdicts)
+    budgets = ", ".join(f"{v['game']} {budget_label(v['budget'])}" for v in verdicts)
     lines = list_table(f"Forecast verdicts: the compute-optimal agent at C* ({budgets} FLOPs), predicted "
                        "(isoFLOP vertex method) vs measured", VERDICT_COLUMNS, rows)
     return "\n".join(lines + ["Every method's verdict: verdict.md.", ""])

@@ -11,7 +11,6 @@ axis of a loss says which.
 from __future__ import annotations
 
 import os
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -28,7 +27,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from ilscaling.scaling import (LINEAR_IN_LOG10_X, LOSS_METRIC_TEXT, FitConfig, _format_interval, budget_text,
+from ilscaling.flops import budget_label
+from ilscaling.io import atomic_path
+from ilscaling.scaling import (LINEAR_IN_LOG10_X, LOSS_METRIC_TEXT, FitConfig, _format_interval,
                                fitted_loss_metric, fitted_results, law_fit, loss_axis_label, saturating_fit, seed_means)
 
 FIGURE_STEMS = ("isoflop_loss", "isoflop_return", "optimal_params", "optimal_samples", "loss_frontier",
@@ -71,16 +72,10 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for fmt in FORMATS:
         path = out_dir / f"{stem}.{fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=out_dir)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=f".{fmt}") as tmp:
             # Fixed metadata keeps repeated builds byte-identical where the backend allows.
             metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
             fig.savefig(tmp, format=fmt, dpi=200, metadata=metadata)
-            os.chmod(tmp, 0o644)  # mkstemp makes files private; figures are meant to be shared
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         paths.append(path)
     return paths
 
@@ -104,7 +99,7 @@ class BudgetColours:
         step = max(1, int(np.ceil(len(self.budgets) / 10)))  # at most ~10 labels
         shown = self.budgets[::step]
         bar.ax.minorticks_off()
-        bar.set_ticks(shown, labels=[budget_text(b) for b in shown])
+        bar.set_ticks(shown, labels=[budget_label(b) for b in shown])
 
 
 def _empty_panel(ax, message: str) -> None:
@@ -308,7 +303,7 @@ def _draw_method_extras(ax, fits, game, quantity, metric, x_grid, shift) -> None
     if np.isfinite(value):
         ax.errorbar([budget], [value], yerr=[[value - lo], [hi - value]] if np.isfinite(lo) else None,
                     fmt="D", ms=7, color="black", mfc="white", capsize=3, zorder=6,
-                    label=f"forecast at C*={budget_text(budget)} (PI)")
+                    label=f"forecast at C*={budget_label(budget)} (PI)")
 
 
 def _draw_law(ax, fits: xr.Dataset, game: str, quantity: str, x_grid: np.ndarray, label: str,
@@ -626,7 +621,7 @@ def plot_forecast(fits: xr.Dataset, verdict: dict, out_dir: Path) -> list[Path]:
         _forecast_panel(axes[0], fits, verdict, "l_min", "loss")
         _forecast_panel(axes[1], fits, verdict, "r_max", "return")
         level = f"{100 * verdict['confidence']:g}%"
-        fig.suptitle(f"{game}: forecast at C* = {budget_text(verdict['budget'])} FLOPs vs the agent trained there "
+        fig.suptitle(f"{game}: forecast at C* = {budget_label(verdict['budget'])} FLOPs vs the agent trained there "
                      f"(width {verdict['width']}, {verdict['params']:,} parameters; {level} intervals)")
         return _save(fig, Path(out_dir), FORECAST_STEM)
 

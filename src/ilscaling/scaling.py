@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy import stats
+
+from ilscaling.flops import budget_label
 
 METRICS = ("loss", "return")
 QUADRATIC_POWERS = (2, 1, 0)  # np.polyval order: coefficient of x**2, x, 1
@@ -157,12 +158,6 @@ class FitConfig:
                 kind = type(field.default)
                 values[field.name] = kind(attrs[key].item() if hasattr(attrs[key], "item") else attrs[key])
         return cls(**values)
-
-
-def budget_text(budget: float) -> str:
-    """1e10, 2e10, 2.5e11: a budget written the way configs write it."""
-    mantissa, exponent = f"{budget:.6e}".split("e")
-    return f"{float(mantissa):g}e{int(exponent)}"
 
 
 def t_quantile(confidence: float, dof: int) -> float:
@@ -1017,7 +1012,7 @@ def validate_results(results: xr.Dataset, loss_metrics: dict[str, str] | None = 
         bad = bad.where(bad <= 0)
         if np.isfinite(bad.values).any():
             first = bad.stack(point=bad.dims).dropna("point")["point"].values[0]
-            where = ", ".join(f"{dim}={budget_text(value) if dim == 'flops' else value}"
+            where = ", ".join(f"{dim}={budget_label(value) if dim == 'flops' else value}"
                               for dim, value in zip(bad.dims, first))
             metric = LOSS_METRIC_TEXT[(loss_metrics or {}).get(game, "cross_entropy")]
             raise ValueError(f"game {game!r}: non-positive loss values ({metric}; first at {where}); "
@@ -1026,7 +1021,7 @@ def validate_results(results: xr.Dataset, loss_metrics: dict[str, str] | None = 
         budgets_with_data = loss["flops"].values[has_data.values]
         if len(budgets_with_data) < 2:
             raise ValueError(f"game {game!r}: results of a single compute budget "
-                             f"({', '.join(map(budget_text, budgets_with_data))}); "
+                             f"({', '.join(map(budget_label, budgets_with_data))}); "
                              f"scaling laws need at least 2 budgets")
 
 
@@ -1366,7 +1361,7 @@ def _extra_tables(fits: xr.Dataset, game: str, level: str) -> list[str]:
     else:
         lines += ["", f"Parametric fit: {fits['parametric_note'].sel(game=game).item()}."]
     budget = float(fits["forecast_budget"].sel(game=game))
-    lines += ["", f"Forecast at C* = {budget_text(budget)} FLOPs (value [{level} prediction interval]; parametric N*, D* "
+    lines += ["", f"Forecast at C* = {budget_label(budget)} FLOPs (value [{level} prediction interval]; parametric N*, D* "
                   f"carry confidence intervals):", "", "| method | N* | D* | L | R |", "|---|---|---|---|---|"]
     for method in METHODS:
         cells = []
@@ -1410,9 +1405,9 @@ def summary_markdown(fits: xr.Dataset) -> str:
         lines += _law_table(fits, game, level) + _floor_table(fits, game, level) + [""]
         for metric in METRICS:
             status = fits["status"].sel(game=game, metric=metric)
-            flagged = [f"{budget_text(c)} ({s})" for c, s in zip(fits["flops"].values, status.values)
+            flagged = [f"{budget_label(c)} ({s})" for c, s in zip(fits["flops"].values, status.values)
                        if str(s).startswith(("edge", "skipped"))]
-            raw_edge = [budget_text(c) for c, e in zip(fits["flops"].values,
+            raw_edge = [budget_label(c) for c, e in zip(fits["flops"].values,
                                                        fits["raw_edge"].sel(game=game, metric=metric).values) if e]
             lines.append(f"- {metric} profiles, vertex method, flagged or skipped budgets: "
                          f"{', '.join(flagged) if flagged else 'none'}")
@@ -1423,26 +1418,15 @@ def summary_markdown(fits: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
-def _replace_atomically(path: Path, write) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def write_fits(results_nc: str | os.PathLike, fits_nc: str | os.PathLike, summary_md: str | os.PathLike,
                config: FitConfig = FitConfig()) -> xr.Dataset:
     """Fit the results file; write the fits NetCDF and the markdown summary atomically."""
-    from ilscaling.io import open_netcdf
+    from ilscaling.io import atomic_path, open_netcdf
 
     with open_netcdf(results_nc, "results") as results:
         fits = fit_results(results.load(), config)
-    _replace_atomically(Path(fits_nc), fits.to_netcdf)
-    _replace_atomically(Path(summary_md), lambda tmp: tmp.write_text(summary_markdown(fits)))
+    with atomic_path(fits_nc, suffix=".nc") as tmp:
+        fits.to_netcdf(tmp)
+    with atomic_path(summary_md, suffix=".md") as tmp:
+        tmp.write_text(summary_markdown(fits))
     return fits

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ilscaling.config import NETHACK
 from ilscaling.data.atari import Demonstrations, epoch_order
 from ilscaling.flops import budget_label, epochs_for_budget
 from ilscaling.io import load_torch, provenance, read_json, save_torch, write_json
-from ilscaling.models import NETHACK, build_model
+from ilscaling.models import build_model
 
 
 

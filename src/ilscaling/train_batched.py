@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ilscaling.config import NETHACK
 from ilscaling.data.atari import Demonstrations
-from ilscaling.models import NETHACK
 from ilscaling.models.atari import WidthCNN
 from ilscaling.train import (AtariTask, BCArgs, Preemptible, RunProgress, autocast, compiled, learning_rate,
                              resolve_device, restore_finished, seed_everything)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-NETHACK = "NetHack"
+from ilscaling.config import NETHACK
 
 
 def build_model(config: dict) -> nn.Module:
