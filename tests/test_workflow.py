@@ -118,9 +118,14 @@ def test_paper_nethack_dag_builds_on_the_nld_aa_layout(tmp_path):
                     "--config", f"nethack={{dataset: {{path: {tmp_path / 'nle_data'}}}}}")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "train_nethack_bc" in run.stdout + run.stderr and "record_nethack_bot" not in run.stdout + run.stderr
-    missing = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-nethack.yaml"), "-n")
-    assert missing.returncode != 0 and "/path/to/nld-aa/nle_data" in missing.stdout + missing.stderr
-    assert "config key nethack.dataset.path: /path/to/nld-aa/nle_data is not a folder here" in missing.stdout + missing.stderr
+    # Without the data here: a dry run plans the study and says what is missing; a run stops before any job.
+    message = "config key nethack.dataset.path: /path/to/nld-aa/nle_data is not a folder here"
+    planned = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-nethack.yaml"), "-n", "--quiet", "rules")
+    assert planned.returncode == 0 and "build_nethack_dataset" in planned.stdout, planned.stderr[-3000:]
+    assert message in planned.stderr
+    missing = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-nethack.yaml"), "--cores", "1")
+    assert missing.returncode != 0 and message in missing.stdout + missing.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
 
 
 def test_a_retried_job_keeps_the_log_of_each_failed_attempt(tmp_path):

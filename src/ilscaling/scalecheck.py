@@ -130,18 +130,6 @@ def report(name: str, text: str, seconds: float, config: dict) -> str:
     return "\n".join(lines)
 
 
-def placeholder_overrides(config: dict, scratch: Path) -> tuple[dict, str | None]:
-    """A NetHack dataset path that does not exist here (NLD-AA on the cluster) replaced by an empty
-    folder, so the DAG builds; the note says so."""
-    dataset = config.get("nethack", {}).get("dataset", {})
-    if dataset.get("source") == "nld" and dataset.get("path") and not Path(dataset["path"]).exists():
-        stand_in = scratch / "nle_data"
-        stand_in.mkdir(exist_ok=True)
-        return ({"nethack": {"dataset": {"path": str(stand_in)}}},
-                f"nethack.dataset.path {dataset['path']} does not exist here: an empty folder stands in for it")
-    return {}, None
-
-
 def config_overrides(extra: list[str]) -> dict:
     """The `--config key=value ...` items among snakemake's extra arguments, parsed by Snakemake's
     own parser, so the FLOP summary counts the configuration the DAG is built from."""
@@ -168,20 +156,16 @@ def in_repository(path: str | None) -> str | None:
 
 def check(configfile: str, profile: str | None, workdir: str | None, extra: list[str]) -> str:
     """The report of one configuration (its `snakemake -n` under `profile`)."""
-    import yaml
-
-    from ilscaling.config import load_config, merged
+    from ilscaling.config import ConfigError, check_data_paths, load_config
 
     name, configfile, profile = configfile, in_repository(configfile), in_repository(profile)
-
+    config = load_config(Path(configfile), config_overrides(extra))
+    try:  # data a cluster holds: the dry run plans without them (common.smk)
+        check_data_paths(config)
+        note = None
+    except ConfigError as err:
+        note = f"{err}; planned without it"
     with tempfile.TemporaryDirectory(prefix="scale-check-") as scratch:
-        given = config_overrides(extra)
-        config = load_config(Path(configfile), given)
-        overrides, note = placeholder_overrides(config, Path(scratch))
-        if overrides:
-            extra = [*extra, "--config", *(f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
-                                           for key, value in overrides.items())]
-            config = load_config(Path(configfile), merged(given, overrides))
         text, seconds = dry_run(Path(configfile), Path(workdir or Path(scratch) / "work"), profile, extra)
     out = report(name, text, seconds, config)
     return out + (f"\nnote: {note}" if note else "")

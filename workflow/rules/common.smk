@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from ilscaling import job_resources
-from ilscaling.config import (NETHACK, batched_groups, check_data_paths, forecast_budget, forecast_episodes, forecast_games, games_of,
+from ilscaling.config import (NETHACK, ConfigError, batched_groups, check_data_paths, forecast_budget, forecast_episodes, forecast_games, games_of,
                               validate_config, sweep_runs)
 from ilscaling.flops import budget_label
 from ilscaling.games.atari import num_actions
@@ -14,7 +14,20 @@ from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
 
 
 validate_config(config)
-check_data_paths(config)
+# Data this machine must hold. A dry run (a cluster's config planned on a workstation, `ilscaling
+# scale-check`) plans without them and says so; a run stops in `onstart`, before any job.
+try:
+    check_data_paths(config)
+    MISSING_DATA = None
+except ConfigError as err:
+    MISSING_DATA = str(err)
+    print(f"{MISSING_DATA} (a dry run plans without it; a run stops before any job)", file=sys.stderr)
+
+
+onstart:
+    if MISSING_DATA:
+        raise ConfigError(MISSING_DATA)
+
 
 ATARI = config.get("atari", {})
 NH = config.get("nethack", {})
@@ -216,7 +229,9 @@ def card_files():
 def nethack_ttyrecs(wildcards):
     """The ttyrec root the NetHack dataset indexes: the bot's recordings, or an existing directory."""
     dataset = NH["dataset"]
-    return NH_DIR + "/bot" if dataset["source"] == "bot" else dataset["path"]
+    if dataset["source"] == "bot":
+        return NH_DIR + "/bot"
+    return [] if MISSING_DATA else dataset["path"]
 
 
 def figure_files(ext):
