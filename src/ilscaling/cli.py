@@ -243,8 +243,7 @@ def cmd_check_config(args):
     workflow does, naming the file and line of a YAML error and the key of a bad value. Snakemake
     reads --configfile itself before the workflow runs, and says less: a missing file is a
     traceback, a YAML error gives no file or line."""
-    from ilscaling.config import ConfigError, check_data_paths, games_of, merged, read_config_file, sweep_runs
-    from ilscaling.config import validate_config
+    from ilscaling.config import ConfigError, games_of, merged, missing_data, read_config_file, sweep_runs, validate_config
 
     study = {}
     for configfile in args.configfile:
@@ -254,9 +253,11 @@ def cmd_check_config(args):
             raise SystemExit(str(err)) from None
     try:
         config = validate_config(study)
-        check_data_paths(config)
     except ConfigError as err:
         raise SystemExit(f"{' + '.join(args.configfile)}: {err}") from None
+    missing = missing_data(config)
+    if missing:
+        raise SystemExit(f"{' + '.join(args.configfile)}: {missing}")
     runs = {game: len(sweep_runs(config, game)) for game in games_of(config)}
     print(f"{' + '.join(args.configfile)}: valid; BC runs per game: "
           + ", ".join(f"{game} {n}" for game, n in runs.items()))

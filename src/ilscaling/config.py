@@ -141,13 +141,15 @@ def load_config(configfile: str | Path, overrides: dict | None = None) -> dict:
     return validate_config(merged(read_config_file(configfile), overrides or {}))
 
 
-def check_data_paths(config: dict) -> None:
-    """The data a study reads from this machine exist (the workflow checks it before any job;
-    `validate_config` does not, as a config may be written for another machine)."""
+def missing_data(config: dict) -> str | None:
+    """What data a study reads from this machine are not here, as a config error names them (None:
+    all are). `validate_config` does not check it, as a config may be written for another machine;
+    the workflow stops a run on it before any job, and a dry run plans without them."""
     dataset = config.get("nethack", {}).get("dataset", {})
     if dataset.get("source") == "nld" and not Path(dataset["path"]).is_dir():
-        raise ConfigError(f"config key nethack.dataset.path: {dataset['path']} is not a folder here: set it to "
-                          "NLD-AA's nle_data folder (the one holding */*.xlogfile)")
+        return (f"config key nethack.dataset.path: {dataset['path']} is not a folder here: set it to "
+                "NLD-AA's nle_data folder (the one holding */*.xlogfile)")
+    return None
 
 
 def _check_meaning(config: dict) -> None:

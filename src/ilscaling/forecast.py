@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ilscaling.flops import budget_label
+from ilscaling.flops import budget_label, epochs_for_budget
 from ilscaling.io import atomic_path, open_netcdf, read_json, write_json
 from ilscaling.scaling import (FLOOR_METHODS, LOSS_METRIC_TEXT, LOSS_METRICS, METHODS, FitConfig,
                                fitted_loss_metric, floor_comparison, law_fit)
@@ -95,7 +95,7 @@ def within_data(width: int, budget: float, sizes: dict[int, tuple[int, float]], 
     """`width`, or where C* would show it its data more than `max_epochs` times the narrowest width
     that stays within; with the epochs it will train. Raises where no width does."""
     def epochs(w):
-        return samples_for_budget(budget, sizes[w][1]) / train_frames
+        return epochs_for_budget(budget, sizes[w][1], train_frames)
 
     if epochs(width) <= max_epochs:
         return width, epochs(width)
@@ -186,7 +186,7 @@ def plan_forecast(fits: xr.Dataset, game: str, budget: float, sizes: dict[int, t
                      "the nearest end was taken")
     if width != nearest:
         notes.append(f"width {nearest} (nearest N*) would see its {train_frames:,.0f} training frames "
-                     f"{samples_for_budget(budget, sizes[nearest][1]) / train_frames:.1f} times, more than max_epochs = "
+                     f"{epochs_for_budget(budget, sizes[nearest][1], train_frames):.1f} times, more than max_epochs = "
                      f"{max_epochs:g}: width {width} is the narrowest within the data (the data-constrained optimum)")
     confidence = FitConfig.from_attrs(fits.attrs).confidence
     return {

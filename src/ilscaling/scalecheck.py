@@ -156,15 +156,12 @@ def in_repository(path: str | None) -> str | None:
 
 def check(configfile: str, profile: str | None, workdir: str | None, extra: list[str]) -> str:
     """The report of one configuration (its `snakemake -n` under `profile`)."""
-    from ilscaling.config import ConfigError, check_data_paths, load_config
+    from ilscaling.config import load_config, missing_data
 
     name, configfile, profile = configfile, in_repository(configfile), in_repository(profile)
     config = load_config(Path(configfile), config_overrides(extra))
-    try:  # data a cluster holds: the dry run plans without them (common.smk)
-        check_data_paths(config)
-        note = None
-    except ConfigError as err:
-        note = f"{err}; planned without it"
+    missing = missing_data(config)  # data a cluster holds: the dry run plans without them (common.smk)
+    note = f"{missing}; planned without it" if missing else None
     with tempfile.TemporaryDirectory(prefix="scale-check-") as scratch:
         text, seconds = dry_run(Path(configfile), Path(workdir or Path(scratch) / "work"), profile, extra)
     out = report(name, text, seconds, config)

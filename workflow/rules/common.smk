@@ -6,8 +6,8 @@ from pathlib import Path
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from ilscaling import job_resources
-from ilscaling.config import (NETHACK, ConfigError, batched_groups, check_data_paths, forecast_budget, forecast_episodes, forecast_games, games_of,
-                              validate_config, sweep_runs)
+from ilscaling.config import (NETHACK, ConfigError, batched_groups, forecast_budget, forecast_episodes, forecast_games, games_of,
+                              missing_data, validate_config, sweep_runs)
 from ilscaling.flops import budget_label
 from ilscaling.games.atari import num_actions
 from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
@@ -16,11 +16,8 @@ from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
 validate_config(config)
 # Data this machine must hold. A dry run (a cluster's config planned on a workstation, `ilscaling
 # scale-check`) plans without them and says so; a run stops in `onstart`, before any job.
-try:
-    check_data_paths(config)
-    MISSING_DATA = None
-except ConfigError as err:
-    MISSING_DATA = str(err)
+MISSING_DATA = missing_data(config)
+if MISSING_DATA:
     print(f"{MISSING_DATA} (a dry run plans without it; a run stops before any job)", file=sys.stderr)
 
 
