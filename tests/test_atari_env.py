@@ -170,12 +170,12 @@ def _atari_checkpoint(tmp_path, demos):
 
 
 def test_evaluation_records_device_and_rollout_speed(tmp_path, demos):
-    from ilscaling.evaluate import evaluate_checkpoint
+    from ilscaling.evaluate import EvalArgs, evaluate_checkpoint
 
     checkpoint, heldout = _atari_checkpoint(tmp_path, demos)
     logged = []
-    result = evaluate_checkpoint(checkpoint, heldout, tmp_path / "eval.json", episodes=3, seed=0,
-                                 max_episode_steps=30, device="cpu", log=logged.append)
+    result = evaluate_checkpoint(checkpoint, heldout, tmp_path / "eval.json", EvalArgs(episodes=3, seed=0,
+                                 max_episode_steps=30, device="cpu"), log=logged.append)
     # Progress as it goes: the loss, then each game, then the summary (was: one line at the end).
     assert logged[0].startswith("held-out loss") and [line.split(":")[0] for line in logged[1:4]] == [
         "game 1/3", "game 2/3", "game 3/3"] and len(logged) == 5
@@ -183,8 +183,8 @@ def test_evaluation_records_device_and_rollout_speed(tmp_path, demos):
     assert result["rollout_steps_per_s"] > 0 and result["rollout_play_steps_per_s"] >= result["rollout_steps_per_s"]
     assert len(result["episode_returns"]) == 3 and result["heldout_loss_precision"] == "float32 logits, float64 log-softmax"
     assert np.isfinite(result["kl"]) and result["kl"] > 0  # KL to the demos' (random) expert distribution
-    auto = evaluate_checkpoint(checkpoint, heldout, tmp_path / "auto.json", episodes=3, seed=0,
-                               max_episode_steps=30, log=lambda *_: None)
+    auto = evaluate_checkpoint(checkpoint, heldout, tmp_path / "auto.json", EvalArgs(episodes=3, seed=0,
+                               max_episode_steps=30), log=lambda *_: None)
     assert auto["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     if auto["device"] == "cpu":  # same device, same seed: the same games and loss
         assert auto["episode_returns"] == result["episode_returns"] and auto["loss"] == result["loss"]
@@ -192,12 +192,12 @@ def test_evaluation_records_device_and_rollout_speed(tmp_path, demos):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_evaluation_on_cuda_without_cuda_fails_clearly(tmp_path, demos):
-    from ilscaling.evaluate import evaluate_checkpoint
+    from ilscaling.evaluate import EvalArgs, evaluate_checkpoint
 
     checkpoint, heldout = _atari_checkpoint(tmp_path, demos)
     with pytest.raises(ValueError, match="CUDA is not available"):
-        evaluate_checkpoint(checkpoint, heldout, tmp_path / "eval.json", episodes=1, seed=0,
-                            max_episode_steps=10, device="cuda", log=lambda *_: None)
+        evaluate_checkpoint(checkpoint, heldout, tmp_path / "eval.json", EvalArgs(episodes=1, seed=0,
+                            max_episode_steps=10, device="cuda"), log=lambda *_: None)
     assert not (tmp_path / "eval.json").exists()
 
 
@@ -206,14 +206,14 @@ def test_evaluation_names_what_it_was_given_wrongly(tmp_path, demos):
     is an error naming the file and the cause, and no evaluation is written."""
     import dataclasses
 
-    from ilscaling.evaluate import evaluate_checkpoint
+    from ilscaling.evaluate import EvalArgs, evaluate_checkpoint
     from ilscaling.io import DataFileError, save_torch
 
     checkpoint, heldout = _atari_checkpoint(tmp_path, demos)
 
     def evaluate(checkpoint_path, heldout_path):
-        evaluate_checkpoint(checkpoint_path, heldout_path, tmp_path / "eval.json", episodes=1, seed=0,
-                            max_episode_steps=10, device="cpu", log=lambda *_: None)
+        evaluate_checkpoint(checkpoint_path, heldout_path, tmp_path / "eval.json", EvalArgs(episodes=1, seed=0,
+                            max_episode_steps=10, device="cpu"), log=lambda *_: None)
 
     args = PPOArgs(total_steps=32, num_envs=2, num_steps=16, num_minibatches=2, update_epochs=1, seed=0,
                    num_threads=1, eval_episodes=1, max_episode_steps=20, log_every_updates=0)

@@ -28,10 +28,10 @@ def test_a_configfile_is_the_whole_study_not_merged_into_config_yaml():
     jobs, _ = dry_run("--configfile", "configs/smoke.yaml")
     smoke = load_config(ROOT / "configs/smoke.yaml")
     evals = {game: sum(len(run.budgets) for run in sweep_runs(smoke, game)) for game in ("Breakout", "NetHack")}
-    assert jobs["evaluate_checkpoint"] == evals["Breakout"] and jobs["evaluate_nethack_checkpoint"] == evals["NetHack"]
-    assert jobs["train_expert"] == 1  # Breakout's; the default study's Qbert is not in it
+    assert jobs["evaluate_checkpoint"] == evals["Breakout"] + evals["NetHack"]
+    assert jobs["make_expert"] == 2  # Breakout's and the NetHack bot's; the default study's Qbert is not in it
     atari, _ = dry_run("--configfile", "configs/paper-atari.yaml")
-    assert not {"record_nethack_bot", "train_nethack_bc", "evaluate_nethack_checkpoint"} & set(atari)
+    assert jobs["make_dataset"] == 2 and atari["make_dataset"] == len(load_config(ROOT / "configs/paper-atari.yaml")["atari"]["games"])
     # scale-check (its own dry run, in an empty folder, under the Slurm profile) counts the same jobs.
     assert f"DAG of {atari['total']:,} jobs" in check("configs/paper-atari.yaml", "profiles/slurm", None, [])
 

@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ pytest.importorskip("nle")
 
 from ilscaling.games import nethack as nh  # noqa: E402
 from ilscaling.games.nethack_bot import KEY_INDEX, record_bot_games  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # Keys a game may be cut after: a plain search, a menu (inventory), a y/n question (eat), the
@@ -173,11 +176,20 @@ def _xlog_lines_all(out):
     return [line for path in sorted(out.glob("*/*xlogfile")) for line in nh.read_xlogfile(path)]
 
 
-def test_cli_record_nethack_arguments():
-    from ilscaling.cli import build_parser, cmd_record_nethack
+def test_the_expert_stage_of_nethack_is_the_bot_as_the_config_says():
+    """The workflow's make-expert job for NetHack: its spec and speed from the config (ilscaling.jobs),
+    read back by the command as the bot's arguments."""
+    from ilscaling.cli import build_parser, cmd_make_expert, job_values
+    from ilscaling.config import load_config
+    from ilscaling.jobs import data_stage
 
-    args = build_parser().parse_args(["record-nethack", "--out-dir", "x", "--games", "4", "--processes", "2",
-                                      "--max-episode-steps", "100"])
-    assert args.func is cmd_record_nethack
-    assert (args.games, args.processes, args.max_episode_steps, args.character, args.seed, args.env) == (
-        4, 2, 100, nh.CHARACTER, 0, "seeded")
+    config = load_config(ROOT / "configs/smoke.yaml")
+    spec, speed, threads = data_stage(config, "NetHack", "expert")
+    args = build_parser().parse_args(["make-expert", "--game", "NetHack", "--spec", spec, "--speed", speed,
+                                      "--out-dir", "x"])
+    assert args.func is cmd_make_expert
+    bot = config["nethack"]["bot"]
+    assert job_values(args) == {"games": bot["games"], "max_episode_steps": bot["max_episode_steps"],
+                                "env": bot["env"], "character": config["nethack"]["character"],
+                                "seed": config["seed"], "threads": bot["processes"]}
+    assert threads == bot["processes"]

@@ -7,7 +7,7 @@ import pytest
 from train_checks import check_resume_is_bitwise
 
 from ilscaling.data.nethack import make_split
-from ilscaling.evaluate import evaluate_checkpoint
+from ilscaling.evaluate import EvalArgs, evaluate_checkpoint
 from ilscaling.flops import budget_label
 from ilscaling.games import nethack as nh
 from ilscaling.io import load_torch, read_json
@@ -53,9 +53,9 @@ def test_evaluation_records_each_game(tmp_path, split_file):
     args = _args(budgets=[_args().budgets[0]])
     train_bc(args, split_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
     checkpoint = tmp_path / "run" / f"c{budget_label(args.budgets[0])}.pt"
-    result = evaluate_checkpoint(checkpoint, split_file, tmp_path / "eval.json", episodes=3, seed=0,
+    result = evaluate_checkpoint(checkpoint, split_file, tmp_path / "eval.json", EvalArgs(episodes=3, seed=0,
                                  max_episode_steps=40, processes=2, envs=2, ttyrec_dir=tmp_path / "ttyrecs",
-                                 device="cpu", log=lambda *_: None)
+                                 device="cpu"), log=lambda *_: None)
     assert result["device"] == "cpu" and result["autocast"] is None and result["rollout_steps_per_s"] > 0
     assert result["rollout_play_steps_per_s"] >= result["rollout_steps_per_s"] and result["rollout_setup_s"] > 0
     assert result["game"] == "NetHack" and result["heldout_frames"] == read_json(split_file)["heldout_frames"]
@@ -142,6 +142,5 @@ def test_a_nethack_checkpoint_with_atari_demonstrations_is_named(tmp_path, split
     demos.save(tmp_path / "heldout.npz")
     with pytest.raises(DataFileError, match=r"NetHack checkpoint, so the held-out data must be the NetHack split"):
         evaluate_checkpoint(tmp_path / "run" / f"c{budget_label(args.budgets[0])}.pt", tmp_path / "heldout.npz",
-                            tmp_path / "eval.json", episodes=1, seed=0, max_episode_steps=10, device="cpu",
-                            log=lambda *_: None)   # was: UnicodeDecodeError
+                            tmp_path / "eval.json", EvalArgs(episodes=1, seed=0, max_episode_steps=10, device="cpu"), log=lambda *_: None)   # was: UnicodeDecodeError
     assert not (tmp_path / "eval.json").exists()

@@ -12,9 +12,9 @@ from ilscaling.config import sweep_runs, validate_config
 from ilscaling.scalecheck import dry_run, parse_jobs, report, totals, training_flops
 
 ROOT = Path(__file__).resolve().parents[1]
-ESTIMATED_RULES = ("train_expert", "record_demonstrations", "train_bc", "train_nethack_bc", "train_forecast_agent",
-                   "evaluate_checkpoint", "evaluate_nethack_checkpoint", "evaluate_forecast_agent")
-SIZED_RULES = (*ESTIMATED_RULES, "build_nethack_dataset")   # runtime and mem_mb estimated, no gpu
+ESTIMATED_RULES = ("make_expert", "make_dataset", "train_bc", "train_forecast_agent", "evaluate_checkpoint",
+                   "evaluate_forecast_agent")
+SIZED_RULES = ESTIMATED_RULES   # runtime and mem_mb estimated
 
 
 def load(name, **resources):
@@ -168,8 +168,8 @@ def test_profiles_leave_the_estimates_alone():
 SNIPPET = """
 [Mon Nov 30 10:00:00 2026]
 rule train_bc:
-    input: results/atari/Breakout/demos/train.npz
-    output: results/atari/Breakout/runs/w1-s0
+    input: results/Breakout/data
+    output: results/Breakout/runs/w1-s0
     wildcards: game=Breakout, width=1, seed=0
     resources: tmpdir=<TBD>, mem_mb=1021, mem=1.02 GB, slurm_extra='--signal=USR1@300 --mail-type=END,FAIL', runtime=90, gpu=1
 
@@ -237,7 +237,7 @@ def test_rules_request_the_estimates(smoke_dry_run):
     for rule, resources in jobs:
         if rule in ESTIMATED_RULES:
             assert {"runtime", "mem_mb", "gpu"} <= set(resources), rule
-            assert resources["gpu"] == ("1" if rule in ("train_bc", "train_nethack_bc", "train_forecast_agent") else "0")
+            assert resources["gpu"] == ("1" if rule in ("train_bc", "train_forecast_agent") else "0")
     # The train_bc job of Breakout w4 asks for exactly the estimate of its run.
     block = re.search(r"^rule train_bc:\n(?:    .*\n)*?    wildcards: game=Breakout, width=4, seed=0\n"
                       r"    resources: (.*)$", text, re.MULTILINE)

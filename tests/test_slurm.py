@@ -101,7 +101,7 @@ def test_smoke_study_through_slurm(slurm, tmp_path):
     stats = re.search(r"^job\s+count\n-+\s+-+\n(.*?)^total\s+(\d+)$", log, re.MULTILINE | re.DOTALL)
     assert stats, log[:3000]
     counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", stats.group(1), re.MULTILINE)}
-    assert {"train_expert", "train_bc", "evaluate_checkpoint", "gather_results", "plot_game"} <= set(counts)
+    assert {"make_expert", "train_bc", "evaluate_checkpoint", "gather_results", "plot_game"} <= set(counts)
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     assert len(set(submitted)) == sum(counts.values()) - 1, log[-5000:]   # all but the local rule `all`
     for rule, count in counts.items():

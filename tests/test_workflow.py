@@ -80,9 +80,10 @@ def check_speed_settings_rerun_nothing(workdir):
         assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, (setting, dry.stdout[-3000:])
     seeds = snakemake(workdir, "--configfile", smoke, "-n", "-p", "--config", "atari={bc: {seeds: [0, 1]}}")
     trained = [line for line in seeds.stdout.splitlines() if " train-bc " in line]
-    assert len(trained) == 3 and all("--seed 1 " in line for line in trained), seeds.stdout[-3000:]
-    lr = snakemake(workdir, "--configfile", smoke, "-n", "--quiet", "rules", "--config", "nethack={bc: {lr: 0.002}}")
-    assert "train_nethack_bc" in lr.stdout and "train_bc " not in lr.stdout, lr.stdout[-3000:]
+    assert len(trained) == 3 and all('"seed": 1' in line for line in trained), seeds.stdout[-3000:]
+    lr = snakemake(workdir, "--configfile", smoke, "-n", "-p", "--config", "nethack={bc: {lr: 0.002}}")
+    retrained = [line for line in lr.stdout.splitlines() if " train-bc " in line]
+    assert retrained and all('"game": "NetHack"' in line for line in retrained), lr.stdout[-3000:]
     # max_epochs guards the sweep's runs, but sets the forecast agent's width (within the data):
     # the forecast reruns, the sweep does not.
     guard = snakemake(workdir, "--configfile", smoke, "-n", "--quiet", "rules", "--config", "atari={bc: {max_epochs: 200}}")
@@ -117,11 +118,11 @@ def test_paper_nethack_dag_builds_on_the_nld_aa_layout(tmp_path):
     run = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-nethack.yaml"), "-n", "--quiet", "rules",
                     "--config", f"nethack={{dataset: {{path: {tmp_path / 'nle_data'}}}}}")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "train_nethack_bc" in run.stdout + run.stderr and "record_nethack_bot" not in run.stdout + run.stderr
+    assert "train_bc" in run.stdout + run.stderr and "make_expert" not in run.stdout + run.stderr
     # Without the data here: a dry run plans the study and says what is missing; a run stops before any job.
     message = "config key nethack.dataset.path: /path/to/nld-aa/nle_data is not a folder here"
     planned = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-nethack.yaml"), "-n", "--quiet", "rules")
-    assert planned.returncode == 0 and "build_nethack_dataset" in planned.stdout, planned.stderr[-3000:]
+    assert planned.returncode == 0 and "make_dataset" in planned.stdout, planned.stderr[-3000:]
     assert message in planned.stderr
     missing = snakemake(tmp_path, "--configfile", str(ROOT / "configs/paper-nethack.yaml"), "--cores", "1")
     assert missing.returncode != 0 and message in missing.stdout + missing.stderr

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import xarray as xr
 
-from ilscaling.config import NETHACK, forecast_budget, forecast_episodes, games_of, load_config, sweep_runs
+from ilscaling.config import forecast_budget, forecast_episodes, load_config, sweep_runs
+from ilscaling.families import family_of, games_of
 from ilscaling.flops import budget_label
 from ilscaling.io import read_json
 from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
@@ -17,13 +18,12 @@ from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def game_files(config: dict, game: str) -> tuple[str, list[str]]:
-    """(the game's folder under results/, its data files in that folder)."""
-    if game == NETHACK:
-        bot = ["bot"] if config["nethack"]["dataset"]["source"] == "bot" else []
-        return "nethack", [*bot, "data/nld.db", "data/split.json", "data/card.json"]
-    return f"atari/{game}", ["expert/expert.pt", "expert/summary.json", "demos/train.npz",
-                             "demos/heldout.npz", "demos/card.json"]
+def data_files(config: dict, game: str) -> list[str]:
+    """The game's data files under results/<game>/: its expert stage's folder where it has one, and
+    its dataset (families/: data_files)."""
+    family = family_of(game)
+    expert = ["expert"] if family.dataset_source(config, game, "expert") == "expert" else []
+    return [*expert, *(f"data/{name}" for name in family.data_files.values())]
 
 
 def check_study_outputs(workdir, config: dict) -> None:
@@ -34,7 +34,7 @@ def check_study_outputs(workdir, config: dict) -> None:
 
     total_evals = 0
     for game in games_of(config):
-        folder, data = game_files(config, game)
+        folder, data = game, data_files(config, game)
         for path in data:
             assert (results / folder / path).exists(), f"{folder}/{path}"
         for stem in (OVERVIEW_STEM, *FIGURE_STEMS):
@@ -46,8 +46,8 @@ def check_study_outputs(workdir, config: dict) -> None:
             assert (results / folder / "runs" / run.name).is_dir(), f"{game}: {run.name}"
         # one evaluation per (run, budget)
         assert len(list((results / folder / "eval").glob("*.json"))) == evals, game
-        # a benchmark file per job: the data jobs, one per run, one per evaluation
-        data_jobs = len(data) - 2 if game == NETHACK else 2   # (record_nethack_bot,) build_nethack_dataset
+        # a benchmark file per job: the data jobs (expert, dataset), one per run, one per evaluation
+        data_jobs = 1 + (data[0] == "expert")
         assert len(list((results / "benchmarks" / game).rglob("*.tsv"))) >= data_jobs + len(runs) + evals, game
         total_evals += evals
 
@@ -57,13 +57,15 @@ def check_study_outputs(workdir, config: dict) -> None:
         assert int(data["return"].count()) == total_evals
         for game in games_of(config):  # KL beside the loss for Atari; NetHack has no expert distribution
             kl, loss = data["kl"].sel(game=game), data["loss"].sel(game=game)
-            assert int(kl.count()) == (0 if game == NETHACK else int(loss.count())), game
-            assert game == NETHACK or float(kl.min()) >= 0, game
+            expert_distribution = family_of(game).has_expert_distribution
+            assert int(kl.count()) == (int(loss.count()) if expert_distribution else 0), game
+            assert not expert_distribution or float(kl.min()) >= 0, game
     with xr.open_dataset(results / "scaling/fits.nc") as fits:
         for game in games_of(config):
             slopes = fits["law"].sel(game=game, stat="slope")
             assert all(math.isfinite(float(s)) for s in slopes.sel(quantity=["n_opt", "d_opt", "l_min"])), game
-            expected = "cross_entropy" if game == NETHACK else config["fit"].get("loss_metric", "cross_entropy")
+            expected = config["fit"].get("loss_metric", "cross_entropy") if family_of(game).has_expert_distribution \
+                else "cross_entropy"
             assert str(fits["loss_metric"].sel(game=game).item()) == expected, game
     if config["forecast"]["enabled"]:
         check_forecast_outputs(results, config)

@@ -36,63 +36,33 @@ def dataclass_from_args(cls, args: argparse.Namespace):
     return cls(**values)
 
 
-def cmd_train_expert(args):
-    from ilscaling.io import provenance, save_torch, write_json
-    from ilscaling.ppo import PPOArgs, train_expert
+def job_values(args) -> dict:
+    """A job's spec and speed (ilscaling.jobs), merged; --num-threads, where given, is the job's threads."""
+    import json
 
-    expert = train_expert(args.game, dataclass_from_args(PPOArgs, args))
-    expert["provenance"] = provenance()
-    save_torch(expert, args.out)
-    write_json({key: value for key, value in expert.items() if key != "state_dict"}, args.summary)
-
-
-def cmd_record_demos(args):
-    from ilscaling.data.atari import Demonstrations, write_demonstrations
-    from ilscaling.evaluate import heldout_loss
-    from ilscaling.games.atari import record_demonstrations
-    from ilscaling.io import load_torch
-    from ilscaling.ppo import load_expert_policy
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    expert = load_torch(args.expert, "expert checkpoint")
-    game = expert["config"]["game"]
-    policy = load_expert_policy(expert)
-    episodes = record_demonstrations(game, policy, args.frames, seed=args.seed,
-                                     num_envs=args.num_envs, max_episode_steps=args.max_episode_steps,
-                                     num_threads=args.threads, greedy=args.greedy, log=print)
-    # The expert network's own losses on its demonstrations. Cross entropy: the held-out loss a
-    # perfect imitator would reach (about the expert's policy entropy when it samples; near 0 when
-    # greedy). KL to the policy played: 0 up to rounding when it samples (the network is that policy);
-    # equal to the cross entropy when greedy (the played policy is the one-hot, not the softmax).
-    all_frames = Demonstrations.from_episodes(episodes.frames, episodes.actions, episodes.rewards,
-                                              range(len(episodes.actions)), episodes.policies)
-    expert_loss = heldout_loss(policy, all_frames)
-    card = write_demonstrations(episodes, args.out_dir, args.heldout_fraction, args.seed, game,
-                                greedy=args.greedy, expert_greedy_eval_return=expert["eval_mean_return"],
-                                episodes_truncated=int(episodes.truncated.sum()),
-                                expert_cross_entropy=expert_loss.cross_entropy, expert_kl=expert_loss.kl)
-    print(f"{game}: {card['episodes']} episodes, {card['frames']} frames, {card['bytes'] / 1e6:.1f} MB, "
-          f"expert mean return {card['expert_mean_return']:.1f}, expert cross entropy "
-          f"{expert_loss.cross_entropy:.3f}, expert KL to the policy played {expert_loss.kl:.3g}")
+    values = {**json.loads(args.spec), **json.loads(args.speed)}
+    if getattr(args, "num_threads", None) is not None:
+        values["num_threads"] = args.num_threads
+    return values
 
 
-def cmd_record_nethack(args):
-    from ilscaling.games.nethack_bot import record_bot_games
+def cmd_make_expert(args):
+    from ilscaling.families import family_of
 
-    record_bot_games(args.out_dir, games=args.games, processes=args.processes,
-                     max_episode_steps=args.max_episode_steps, character=args.character, seed=args.seed,
-                     env_kind=args.env)
+    family_of(args.game).make_expert(args.game, job_values(args), Path(args.out_dir))
+
+
+def cmd_make_dataset(args):
+    from ilscaling.families import family_of
+
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    family_of(args.game).make_dataset(args.game, job_values(args), Path(args.source), Path(args.out_dir))
 
 
 def cmd_train_bc(args):
     from ilscaling.train import BCArgs, train_bc
 
-    train_bc(dataclass_from_args(BCArgs, args), args.train, args.out_dir, args.work_dir)
-
-
-BATCHED_MEMBER_FIELDS = ("game", "seed", "num_actions", "budgets")  # per member, from --members
+    train_bc(BCArgs(**job_values(args)), args.train, args.out_dir, args.work_dir)
 
 
 def cmd_train_bc_batched(args):
@@ -101,34 +71,17 @@ def cmd_train_bc_batched(args):
     from ilscaling.train import BCArgs
     from ilscaling.train_batched import Member, train_batched
 
-    shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(BCArgs)
-              if f.name not in BATCHED_MEMBER_FIELDS and getattr(args, f.name) is not None}
-    members = [Member(BCArgs(**shared, game=m["game"], seed=m["seed"], num_actions=m["num_actions"],
-                             budgets=[float(b) for b in m["budgets"]]), Path(m["train"]), Path(m["out_dir"]),
-                      Path(m["work_dir"])) for m in json.loads(args.members)]
-    train_batched(members, args.work_dir, vectorize=args.vectorize)
+    shared = job_values(args)
+    vectorize = shared.pop("vectorize", "auto")
+    members = [Member(BCArgs(**shared, **{k: v for k, v in m.items() if k not in ("train", "out_dir", "work_dir")}),
+                      Path(m["train"]), Path(m["out_dir"]), Path(m["work_dir"])) for m in json.loads(args.members)]
+    train_batched(members, args.work_dir, vectorize=vectorize)
 
 
 def cmd_evaluate(args):
-    from ilscaling.evaluate import evaluate_checkpoint
+    from ilscaling.evaluate import EvalArgs, evaluate_checkpoint
 
-    evaluate_checkpoint(args.checkpoint, args.heldout, args.out, episodes=args.episodes, seed=args.seed,
-                        max_episode_steps=args.max_episode_steps, num_threads=args.threads,
-                        processes=args.processes, envs=args.envs, ttyrec_dir=args.ttyrec_dir,
-                        device=args.device, nethack_env=args.env)
-
-
-def cmd_build_nethack_dataset(args):
-    from ilscaling.data.nethack import build_database, dataset_card, make_split
-    from ilscaling.io import read_json
-
-    bot_card = read_json(args.bot_card, "bot data card") if args.bot_card else None
-    games = build_database(args.root, args.db, args.name)
-    print(f"{args.root}: {games} games indexed into {args.db} as {args.name!r}")
-    split = make_split(args.db, args.name, args.split, heldout_fraction=args.heldout_fraction, seed=args.seed,
-                       where=args.filter, expected_games=bot_card["games"] if bot_card else None,
-                       min_train_games=args.batch_size)
-    dataset_card(split, bot_card, args.card)
+    evaluate_checkpoint(args.checkpoint, args.heldout, args.out, EvalArgs(**job_values(args)))
 
 
 def cmd_gather(args):
@@ -171,17 +124,15 @@ def cmd_forecast(args):
                    data_card=args.data_card, max_epochs=args.max_epochs)
 
 
-FORECAST_RUN_FIELDS = ("game", "width", "budgets")  # from the forecast file, not from flags
-
-
 def cmd_train_forecast(args):
     from ilscaling.forecast import bc_args_from_forecast
     from ilscaling.io import read_json
-    from ilscaling.train import BCArgs, TooManyEpochs, train_bc
+    from ilscaling.train import TooManyEpochs, train_bc
 
     plan = read_json(args.forecast, "forecast")
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(BCArgs)
-              if f.name not in FORECAST_RUN_FIELDS and getattr(args, f.name) is not None}
+    values = job_values(args)
+    if values.pop("game") != plan["game"]:
+        raise SystemExit(f"{args.forecast} plans a {plan['game']} agent, but the job's spec is of another game")
     bc_args = bc_args_from_forecast(plan, **values)
     print(f"{plan['game']}: forecast agent, width {bc_args.width}, {plan['samples']:.4g} samples for "
           f"C* = {plan['budget']:.4g} FLOPs")
@@ -221,13 +172,15 @@ def cmd_headline_forecast(args):
 def cmd_propose_grid(args):
     import yaml
 
-    from ilscaling.config import family, games_of, load_config, proposed_grid
+    from ilscaling.config import load_config, proposed_grid
+    from ilscaling.families import family_of, games_of
 
     config = load_config(args.configfile)
     for game in games_of(config):
-        sweep = config[family(game)]["sweep"]   # an explicit grid in the file is ignored
+        section = family_of(game).section
+        sweep = config[section]["sweep"]   # an explicit grid in the file is ignored
         grid = proposed_grid(config, game, sweep["budgets"], sweep["sizes_per_budget"])
-        print(f"# {game}: proposed {family(game)}.sweep.grid (budget -> widths)")
+        print(f"# {game}: proposed {section}.sweep.grid (budget -> widths)")
         print(yaml.safe_dump({"grid": grid}, default_flow_style=None, sort_keys=False))
 
 
@@ -243,7 +196,8 @@ def cmd_check_config(args):
     workflow does, naming the file and line of a YAML error and the key of a bad value. Snakemake
     reads --configfile itself before the workflow runs, and says less: a missing file is a
     traceback, a YAML error gives no file or line."""
-    from ilscaling.config import ConfigError, games_of, merged, missing_data, read_config_file, sweep_runs, validate_config
+    from ilscaling.config import ConfigError, merged, missing_data, read_config_file, sweep_runs, validate_config
+    from ilscaling.families import games_of
 
     study = {}
     for configfile in args.configfile:
@@ -264,92 +218,49 @@ def cmd_check_config(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ilscaling.ppo import PPOArgs
     from ilscaling.scaling import FitConfig
-    from ilscaling.train import BCArgs
 
     parser = argparse.ArgumentParser(prog="ilscaling", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("train-expert", help="train a PPO expert on one Atari game")
+    def job_parser(name, help):
+        """A job's command: its spec and speed as JSON (ilscaling.jobs: the rules pass them)."""
+        p = commands.add_parser(name, help=help)
+        p.add_argument("--spec", required=True, help="what the job computes (JSON)")
+        p.add_argument("--speed", default="{}", help="how fast it runs or what it keeps on the side (JSON)")
+        return p
+
+    p = job_parser("make-expert", "the source of a game's expert play (Atari: a PPO expert; NetHack: the bot's games)")
     p.add_argument("--game", required=True)
-    add_dataclass_arguments(p, PPOArgs)
-    p.add_argument("--out", required=True, help="expert checkpoint (.pt)")
-    p.add_argument("--summary", required=True, help="learning curve and evaluation (.json)")
-    p.set_defaults(func=cmd_train_expert)
-
-    p = commands.add_parser("record-demos", help="record greedy expert play and split it")
-    p.add_argument("--expert", required=True)
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--frames", type=int, required=True)
-    p.add_argument("--heldout-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-envs", type=int, default=8)
-    p.add_argument("--max-episode-steps", type=int, default=27000)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=True,
-                   help="argmax actions (the paper); --no-greedy samples from the expert")
-    p.set_defaults(func=cmd_record_demos)
+    p.set_defaults(func=cmd_make_expert)
 
-    p = commands.add_parser("record-nethack", help="record the heuristic NetHack bot's games as NLE ttyrecs")
-    p.add_argument("--out-dir", required=True, help="<out-dir>/<worker>/ ttyrecs and xlogfiles, and card.json")
-    p.add_argument("--games", type=int, required=True)
-    p.add_argument("--processes", type=int, default=1)
-    p.add_argument("--max-episode-steps", type=int, default=100_000)
-    p.add_argument("--character", default="mon-hum-neu-mal")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seeds the bot's choices, and in the seeded environment every game")
-    p.add_argument("--env", choices=("seeded", "challenge"), default="seeded",
-                   help="seeded: games fixed by the seed, on a pinned clock; challenge: NetHackChallenge-v0 as is")
-    p.set_defaults(func=cmd_record_nethack)
+    p = job_parser("make-dataset", "a game's demonstrations, their train/held-out split and card.json")
+    p.add_argument("--game", required=True)
+    p.add_argument("--source", required=True, help="the expert stage's folder, or the game's data on disk (NLD-AA)")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_make_dataset)
 
-    p = commands.add_parser("train-bc", help="one BC run, checkpointed at its FLOP budgets")
-    add_dataclass_arguments(p, BCArgs)
-    p.add_argument("--train", required=True, help="train.npz of the Atari demonstrations, or the NetHack split.json")
+    p = job_parser("train-bc", "one BC run, checkpointed at its FLOP budgets (spec: train.BCArgs)")
+    p.add_argument("--num-threads", type=int, help="CPU threads for PyTorch (the job's threads)")
+    p.add_argument("--train", required=True, help="the game's training data (families/: data_files)")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--work-dir", required=True, help="resume state and unfinished checkpoints, outside --out-dir")
     p.set_defaults(func=cmd_train_bc)
 
-    p = commands.add_parser("train-bc-batched", help="Atari BC runs of one width in one process (stacked parameters)")
-    add_dataclass_arguments(p, BCArgs, exclude=BATCHED_MEMBER_FIELDS)
+    p = job_parser("train-bc-batched", "Atari BC runs of one width in one process (stacked parameters)")
+    p.add_argument("--num-threads", type=int, help="CPU threads for PyTorch (the job's threads)")
     p.add_argument("--members", required=True,
-                   help='JSON list of {"game", "seed", "num_actions", "budgets" (FLOPs, as numbers or labels), '
-                        '"train", "out_dir", "work_dir"}: each run as train-bc would take it')
+                   help='JSON list of each run\'s own spec (game, seed, num_actions, width, budgets) and its '
+                        '"train", "out_dir" and "work_dir", as train-bc would take them')
     p.add_argument("--work-dir", required=True, help="the group's resume state")
-    p.add_argument("--vectorize", choices=("auto", "vmap", "loop"), default="auto",
-                   help="vmap: one grouped forward; loop: one member after another; auto: vmap on a GPU")
     p.set_defaults(func=cmd_train_bc_batched)
 
-    p = commands.add_parser("evaluate", help="held-out loss and sampled-policy return of one checkpoint")
+    p = job_parser("evaluate", "held-out loss and sampled-policy return of one checkpoint (spec: evaluate.EvalArgs)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--heldout", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--episodes", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-episode-steps", type=int, default=27000)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--processes", type=int, default=1, help="NetHack: worker processes stepping the games")
-    p.add_argument("--envs", type=int, default=None,
-                   help="games played at once (default: all; Atari: up to 32), each playing a fixed quota")
-    p.add_argument("--ttyrec-dir", default=None, help="NetHack: keep the games' ttyrecs here")
-    p.add_argument("--env", choices=("seeded", "challenge"), default="seeded",
-                   help="NetHack: seeded (every checkpoint plays the same seeded games) or challenge (NetHackChallenge-v0)")
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA when present), cpu or cuda[:i] for the network; cuda without CUDA fails")
     p.set_defaults(func=cmd_evaluate)
-
-    p = commands.add_parser("build-nethack-dataset", help="index NLE ttyrecs with nle.dataset and split whole games")
-    p.add_argument("--root", required=True, help="ttyrec directory holding */*.xlogfile (the bot's, or NLD-AA's)")
-    p.add_argument("--name", required=True, help="dataset name inside the database")
-    p.add_argument("--db", required=True, help="the NLD sqlite database to create")
-    p.add_argument("--split", required=True, help="split file to write (.json)")
-    p.add_argument("--card", required=True, help="data card to write (.json)")
-    p.add_argument("--filter", default=None, help="SQL condition on the games table, e.g. \"role='Mon' AND race='Hum'\"")
-    p.add_argument("--heldout-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=1, help="sequences per BC batch: the split must leave as many train games")
-    p.add_argument("--bot-card", default=None, help="the bot's card: its game count is checked against the database")
-    p.set_defaults(func=cmd_build_nethack_dataset)
 
     p = commands.add_parser("gather", help="all evaluations into one NetCDF (and CSV)")
     p.add_argument("--evals", nargs="+", required=True)
@@ -389,10 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="forecast.json")
     p.set_defaults(func=cmd_forecast)
 
-    p = commands.add_parser("train-forecast", help="train the forecast agent (width and budget from forecast.json)")
+    p = job_parser("train-forecast", "train the forecast agent (width and budget from forecast.json)")
     p.add_argument("--forecast", required=True, help="forecast.json of `ilscaling forecast`")
-    add_dataclass_arguments(p, BCArgs, exclude=FORECAST_RUN_FIELDS)
-    p.add_argument("--train", required=True, help="train.npz of the Atari demonstrations, or the NetHack split.json")
+    p.add_argument("--num-threads", type=int, help="CPU threads for PyTorch (the job's threads)")
+    p.add_argument("--train", required=True, help="the game's training data (families/: data_files)")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--work-dir", required=True, help="resume state and unfinished checkpoints, outside --out-dir")
     p.set_defaults(func=cmd_train_forecast)

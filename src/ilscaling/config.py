@@ -9,11 +9,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from ilscaling.data import heldout_count
+from ilscaling.families import families, family_of, games_of
 from ilscaling.flops import budget_label, epochs_for_budget
 
-NETHACK = "NetHack"
-FAMILIES = ("atari", "nethack")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -145,44 +143,16 @@ def missing_data(config: dict) -> str | None:
     """What data a study reads from this machine are not here, as a config error names them (None:
     all are). `validate_config` does not check it, as a config may be written for another machine;
     the workflow stops a run on it before any job, and a dry run plans without them."""
-    dataset = config.get("nethack", {}).get("dataset", {})
-    if dataset.get("source") == "nld" and not Path(dataset["path"]).is_dir():
-        return (f"config key nethack.dataset.path: {dataset['path']} is not a folder here: set it to "
-                "NLD-AA's nle_data folder (the one holding */*.xlogfile)")
-    return None
+    missing = [family.missing_data(config) for family in families() if family.section in config]
+    return next((message for message in missing if message), None)
 
 
 def _check_meaning(config: dict) -> None:
     """Checks a schema cannot express: known games, a usable dataset, budgets and grids that make sense."""
-    from ilscaling.games.atari import check_game
-
-    if "atari" in config:
-        for i, game in enumerate(config["atari"]["games"]):
-            try:
-                check_game(game)
-            except ValueError as err:
-                raise ConfigError(f"config key atari.games[{i}]: {err}") from None
-    if "nethack" in config:
-        dataset = config["nethack"]["dataset"]
-        if dataset["source"] == "nld" and not dataset["path"]:
-            raise ConfigError("config key nethack.dataset.path: source nld needs the path of an NLE ttyrec directory")
-        if dataset["source"] == "bot":
-            games = config["nethack"]["bot"]["games"]
-            train_games = games - heldout_count(games, dataset["heldout_fraction"])
-            if config["nethack"]["bc"]["batch_size"] > train_games:
-                raise ConfigError(f"config key nethack.bc.batch_size: {config['nethack']['bc']['batch_size']} "
-                                  f"sequences per batch, but the bot's {games} games leave {train_games} for "
-                                  "training (every row of a batch needs its own game)")
-    for family in FAMILIES:
-        if family in config:
-            _check_sweep(config[family]["sweep"], f"{family}.sweep")
-    if "atari" in config:
-        demos = config["atari"]["demonstrations"]
-        if demos["frames"] <= demos["max_episode_steps"]:
-            raise ConfigError(f"config key atari.demonstrations.frames: {demos['frames']} frames may be a single "
-                              f"episode (an episode lasts up to atari.demonstrations.max_episode_steps = "
-                              f"{demos['max_episode_steps']} steps), and the split needs whole episodes for both "
-                              f"training and held out: record more than {demos['max_episode_steps']} frames")
+    for family in families():
+        if family.section in config:
+            family.check_config(config)
+            _check_sweep(config[family.section]["sweep"], f"{family.section}.sweep")
     _check_forecast(config)
     for game in games_of(config):
         _check_grid(config, game)
@@ -191,7 +161,7 @@ def _check_meaning(config: dict) -> None:
 
 def _check_grid(config: dict, game: str) -> None:
     """Every budget of the game's sweep is trained, by enough widths to enter the fits."""
-    section = family(game)
+    section = family_of(game).section
     key = f"{section}.sweep"
     grid = sweep_grid(config, game)
     missing = [budget_label(b) for b in config[section]["sweep"]["budgets"] if budget_label(b) not in grid]
@@ -201,8 +171,8 @@ def _check_grid(config: dict, game: str) -> None:
         bc = config[section]["bc"]
         raise ConfigError(
             f"config key {key}.budgets: {game}: budgets {', '.join(missing)} buy no width of {key}.widths the "
-            f"{config[section]['sweep']['min_steps']} gradient steps ({key}.min_steps) of batch {bc['batch_size']}"
-            f"{' x unroll ' + str(bc['unroll']) if 'unroll' in bc else ''} within {bc['max_epochs']:g} epochs of its data "
+            f"{config[section]['sweep']['min_steps']} gradient steps ({key}.min_steps) of "
+            f"{family_of(game).samples_per_step(bc)} samples within {bc['max_epochs']:g} epochs of its data "
             f"({section}.bc.max_epochs): raise them, add smaller widths or record more data")
     needed = config["fit"]["min_sizes_per_budget"]
     few = {label: widths for label, widths in grid.items() if len(widths) < needed}
@@ -214,22 +184,9 @@ def _check_grid(config: dict, game: str) -> None:
 
 
 def training_frames_bound(config: dict, game: str) -> tuple[float, str] | None:
-    """Training frames a game's data will hold, known before any job, and how it is known; None
-    where only the recording can tell (NLD-AA on disk).
-
-    Atari: the recorded frames less the held-out share (episodes are split whole, so the exact
-    count is the run's own check). NetHack's bot: at most every training game cut at
-    bot.max_episode_steps, an upper bound (so the epochs below are a lower bound).
-    """
-    if family(game) == "atari":
-        demos = config["atari"]["demonstrations"]
-        return demos["frames"] * (1 - demos["heldout_fraction"]), "atari.demonstrations.frames"
-    dataset = config["nethack"]["dataset"]
-    if dataset["source"] != "bot":
-        return None
-    bot = config["nethack"]["bot"]
-    train_games = bot["games"] - heldout_count(bot["games"], dataset["heldout_fraction"])
-    return train_games * bot["max_episode_steps"], "nethack.bot.games"
+    """Training frames a game's data will hold, known before any job, and the config key that sets
+    it; None where only the data can tell (NLD-AA on disk)."""
+    return family_of(game).training_frames_bound(config)
 
 
 def _check_epochs(config: dict, game: str) -> None:
@@ -238,7 +195,7 @@ def _check_epochs(config: dict, game: str) -> None:
     if bound is None:
         return
     frames, data_key = bound
-    section = family(game)
+    section = family_of(game).section
     limit = config[section]["bc"]["max_epochs"]
     sizes = model_sizes(config, game)
     over = [(run.width, budget_label(run.budgets[-1]), epochs_for_budget(run.budgets[-1], sizes[run.width][1], frames))
@@ -280,7 +237,7 @@ def _check_forecast(config: dict) -> None:
         budgets[game] = parse_budget(value, f"forecast.budgets.{game}")
     section["budgets"] = budgets
     if section["episodes"] is not None:
-        for family_name in FAMILIES:
+        for family_name in (family.section for family in families()):
             if family_name in config and section["episodes"] < config[family_name]["evaluation"]["episodes"]:
                 raise ConfigError(f"config key forecast.episodes: {section['episodes']} games, fewer than the sweep's "
                                   f"{family_name}.evaluation.episodes ({config[family_name]['evaluation']['episodes']}); "
@@ -361,29 +318,10 @@ class Run:
         return f"w{self.width}-s{self.seed}"
 
 
-def family(game: str) -> str:
-    """The config section a game belongs to."""
-    return "nethack" if game == NETHACK else "atari"
-
-
-def games_of(config: dict) -> list[str]:
-    """Every game of the study: the Atari games, then NetHack."""
-    return [*config.get("atari", {}).get("games", []), *([NETHACK] if "nethack" in config else [])]
-
-
 def model_sizes(config: dict, game: str) -> dict[int, tuple[int, float]]:
     """(parameters, training FLOPs per sample) of every width the game's sweep may use."""
-    widths = config[family(game)]["sweep"]["widths"]
-    if game == NETHACK:
-        from ilscaling.models.nethack import NetHackModelConfig, model_size
-
-        section = config["nethack"]
-        return {w: model_size(NetHackModelConfig(hidden=w, unroll=section["bc"]["unroll"], **section["model"]))
-                for w in widths}
-    from ilscaling.games.atari import num_actions
-    from ilscaling.models.atari import model_size
-
-    return {w: model_size(w, num_actions(game)) for w in widths}
+    family = family_of(game)
+    return family.model_sizes(config, game, config[family.section]["sweep"]["widths"])
 
 
 def forecast_games(config: dict) -> list[str]:
@@ -399,21 +337,21 @@ def forecast_budget(config: dict, game: str) -> float:
     section = config["forecast"]
     if game in section["budgets"]:
         return float(section["budgets"][game])
-    return section["budget_factor"] * max(float(b) for b in config[family(game)]["sweep"]["budgets"])
+    return section["budget_factor"] * max(float(b) for b in config[family_of(game).section]["sweep"]["budgets"])
 
 
 def forecast_episodes(config: dict, game: str) -> int:
     """Evaluation games of the forecast agent: forecast.episodes, else 4x the sweep's."""
-    return config["forecast"]["episodes"] or 4 * config[family(game)]["evaluation"]["episodes"]
+    return config["forecast"]["episodes"] or 4 * config[family_of(game).section]["evaluation"]["episodes"]
 
 
 def proposed_grid(config: dict, game: str, budgets, sizes_per_budget: int) -> dict[str, list[int]]:
     """propose_grid at `budgets` with the game's models, batch and sweep prior."""
-    section = config[family(game)]
+    section = config[family_of(game).section]
     sweep = section["sweep"]
     bound = training_frames_bound(config, game)
     return propose_grid(budgets, model_sizes(config, game),
-                        samples_per_step=section["bc"]["batch_size"] * section["bc"].get("unroll", 1),
+                        samples_per_step=family_of(game).samples_per_step(section["bc"]),
                         sizes_per_budget=sizes_per_budget, samples_per_param=sweep["samples_per_param"],
                         min_steps=sweep["min_steps"],
                         max_samples=math.inf if bound is None else bound[0] * section["bc"]["max_epochs"])
@@ -421,7 +359,7 @@ def proposed_grid(config: dict, game: str, budgets, sizes_per_budget: int) -> di
 
 def sweep_grid(config: dict, game: str) -> dict[str, list[int]]:
     """The grid of a game: the explicit one from config, else the proposed one."""
-    sweep = config[family(game)]["sweep"]
+    sweep = config[family_of(game).section]["sweep"]
     if "grid" in sweep:
         return sweep["grid"]
     return proposed_grid(config, game, sweep["budgets"], sweep["sizes_per_budget"])
@@ -435,7 +373,7 @@ def sweep_runs(config: dict, game: str) -> list[Run]:
         for width in widths:
             budgets_of.setdefault(width, []).append(float(label))
     return [Run(game, width, seed, tuple(sorted(budgets)))
-            for width, budgets in sorted(budgets_of.items()) for seed in config[family(game)]["bc"]["seeds"]]
+            for width, budgets in sorted(budgets_of.items()) for seed in config[family_of(game).section]["bc"]["seeds"]]
 
 
 @dataclass(frozen=True)

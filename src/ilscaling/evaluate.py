@@ -30,11 +30,9 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from ilscaling.config import NETHACK
 from ilscaling.data.atari import Demonstrations
-from ilscaling.games.atari import play_episodes
+from ilscaling.families import build_model, family_of
 from ilscaling.io import DataFileError, atomic_path, load_torch, provenance, read_json, require_keys, write_json
-from ilscaling.models import build_model
 
 
 HELDOUT_LOSS_PRECISION = "float32 logits, float64 log-softmax"
@@ -60,14 +58,12 @@ def load_bc_checkpoint(path: str | Path) -> dict:
 
 
 def check_heldout_matches(checkpoint_path, checkpoint: dict, heldout_path) -> None:
-    """The held-out data is of the checkpoint's game family: a NetHack split (.json) or Atari
-    demonstrations (.npz)."""
-    game, suffix = checkpoint["config"]["game"], Path(heldout_path).suffix
-    expected = ".json" if game == NETHACK else ".npz"
-    if suffix != expected:
-        kind = "the NetHack split (split.json)" if game == NETHACK else "Atari demonstrations (heldout.npz)"
-        raise DataFileError(f"{checkpoint_path} is a {game} checkpoint, so the held-out data must be {kind}, "
-                            f"not {heldout_path}")
+    """The held-out data is of the checkpoint's game family (its held-out file: families/)."""
+    game = checkpoint["config"]["game"]
+    expected = family_of(game).data_files["heldout"]
+    if Path(heldout_path).suffix != Path(expected).suffix:
+        raise DataFileError(f"{checkpoint_path} is a {game} checkpoint, so the held-out data must be its "
+                            f"{expected}, not {heldout_path}")
 
 
 def _device_of(model) -> torch.device:
@@ -139,94 +135,74 @@ def nethack_heldout_loss(model: torch.nn.Module, split_path: str | Path, *, batc
     return total / frames, frames
 
 
-def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, out_path: str | Path, *,
-                        episodes: int, seed: int, max_episode_steps: int, num_threads: int = 1,
-                        processes: int = 1, envs: int | None = None, ttyrec_dir: str | Path | None = None,
-                        device: str = "auto", nethack_env: str = "seeded", log=print) -> dict:
-    """Held-out loss and sampled-policy return of one checkpoint, written to `out_path` (JSON).
+@dataclass
+class EvalArgs:
+    """How one checkpoint is evaluated (what its family reads of it: families/)."""
 
-    `device`: auto (CUDA when present), cpu or cuda[:i]; cuda without CUDA is an error.
-    Atari: `envs` envs (default: one per episode, up to 8) play a fixed quota of games
-    each. NetHack: `processes` worker processes step `envs` games at a time (default: all
-    `episodes` at once) in the environment `nethack_env` (seeded or challenge); `ttyrec_dir`
-    keeps the games' ttyrecs.
-    """
+    episodes: int = 8
+    """Games the sampled policy plays."""
+    seed: int = 0
+    """Seeds the games (Atari: the environments and the action sampling; NetHack: the seeded games)."""
+    max_episode_steps: int = 27000
+    """Agent steps after which a game is cut (counted as truncated)."""
+    env: str = "seeded"
+    """NetHack: seeded (every checkpoint plays the same seeded games on a pinned clock) or challenge."""
+    threads: int = 1
+    """CPU threads for PyTorch (Atari: also ALE's)."""
+    processes: int = 1
+    """NetHack: worker processes stepping the games."""
+    envs: int | None = None
+    """Games played at once (default: all; Atari: up to 32), each playing a fixed quota."""
+    ttyrec_dir: str | None = None
+    """NetHack: keep the games' ttyrecs here."""
+    device: str = "auto"
+    """auto (CUDA when present), cpu or cuda[:i] for the network; cuda without CUDA fails."""
+
+
+def evaluate_checkpoint(checkpoint_path: str | Path, heldout_path: str | Path, out_path: str | Path,
+                        args: EvalArgs, log=print) -> dict:
+    """Held-out loss and sampled-policy return of one checkpoint, written to `out_path` (JSON)."""
     from ilscaling.train import device_record, resolve_device
 
-    device = resolve_device(device)  # fails clearly before any work when CUDA is asked for but absent
+    device = resolve_device(args.device)  # fails clearly before any work when CUDA is asked for but absent
     bf16 = device.type == "cuda"  # rollouts only; the held-out loss stays float32
     if device.type == "cuda":  # float32 means float32: no TF32 in cuDNN's convolutions or matmuls
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-    torch.set_num_threads(num_threads)
+    torch.set_num_threads(args.threads)
     checkpoint = load_bc_checkpoint(checkpoint_path)
     check_heldout_matches(checkpoint_path, checkpoint, heldout_path)
     model = load_bc_model(checkpoint).to(device)
     config = checkpoint["config"]
     game = config["game"]
-    extra = {}
-    kl, precision = float("nan"), "float32"  # NetHack: no expert distribution to compare with
+    family = family_of(game)
     started = time.perf_counter()
-    if game == NETHACK:
-        from ilscaling.games import nethack as nh
-        from ilscaling.games.nethack_vec import play_games
-
-        # The LSTM carries its state, so longer sequences give the same loss in fewer steps; the
-        # transformer's attention window is its training unroll.
-        unroll = config["unroll"] if config["core"] == "transformer" else max(config["unroll"], 256)
-        loss, heldout_frames = nethack_heldout_loss(model, heldout_path, batch_size=config["batch_size"],
-                                                    unroll=unroll)
-        loss_s = time.perf_counter() - started
-        log(f"held-out loss {loss:.4f} over {heldout_frames} frames ({loss_s:.1f} s); playing {episodes} games")
-        started = time.perf_counter()
-        played = play_games(model, episodes, envs=envs or episodes, processes=processes,
-                            max_episode_steps=max_episode_steps, kind=nethack_env, seed=seed, savedir=ttyrec_dir,
-                            bf16=bf16, log=log)
-        rollout_s = time.perf_counter() - started
-        setup_s, play_s = played.setup_s, played.play_s
-        returns, lengths = np.asarray(played.scores, dtype=float), np.asarray(played.steps)
-        truncated = np.asarray(played.truncated)
-        extra = {"max_depths": played.max_depths, "mean_max_depth": float(np.mean(played.max_depths)),
-                 "turns": played.turns, "deaths": played.deaths, "env": nethack_env,
-                 "clock": nh.CLOCK_MODES[nethack_env], "game_seeds": played.game_seeds,
-                 "nle_seeds": played.seeds, "game_starts": played.starts, "xlogfile": played.xlogfile,
-                 "ttyrec_dir": str(ttyrec_dir) if ttyrec_dir else None}
-    else:
-        demos = Demonstrations.load(heldout_path)
-        num_actions = config["num_actions"]
-        if len(demos) and (int(demos.actions.max()) >= num_actions or demos.expert_probs.shape[1] != num_actions):
-            raise DataFileError(f"{heldout_path} has actions up to {int(demos.actions.max())} and an expert policy "
-                                f"over {demos.expert_probs.shape[1]} actions, but the model of {checkpoint_path} has "
-                                f"{num_actions} ({game}): another game's demonstrations?")
-        losses, heldout_frames = heldout_loss(model, demos), len(demos)
-        loss, kl, precision = losses.cross_entropy, losses.kl, HELDOUT_LOSS_PRECISION
-        loss_s = time.perf_counter() - started
-        log(f"held-out loss {loss:.4f}, KL {kl:.4f} over {heldout_frames} frames ({loss_s:.1f} s); "
-            f"playing {episodes} games")
-        started = time.perf_counter()
-        played = play_episodes(game, model, episodes, seed=seed, greedy=False, max_episode_steps=max_episode_steps,
-                               num_threads=num_threads, generator=torch.Generator().manual_seed(seed), envs=envs,
-                               device=device, bf16=bf16, log=log)
-        rollout_s = time.perf_counter() - started
-        setup_s, play_s = played.setup_s, played.play_s
-        returns, lengths = np.asarray(played.returns, dtype=float), np.asarray(played.lengths)
-        truncated = np.asarray(played.truncated)
+    heldout = family.heldout_loss(model, config, Path(heldout_path), Path(checkpoint_path))
+    loss, kl = heldout.cross_entropy, heldout.kl
+    loss_s = time.perf_counter() - started
+    log(f"held-out loss {loss:.4f}, KL {kl:.4f} over {heldout.frames} frames ({loss_s:.1f} s); "
+        f"playing {args.episodes} games")
+    started = time.perf_counter()
+    played = family.play(model, config, args, device, bf16, log)
+    rollout_s = time.perf_counter() - started
+    returns, lengths = np.asarray(played.returns, dtype=float), np.asarray(played.lengths)
+    truncated = np.asarray(played.truncated)
     result = {
         "game": game, "width": checkpoint["config"]["width"], "seed": checkpoint["config"]["seed"],
         "budget": checkpoint["budget"], "flops": checkpoint["flops"], "params": checkpoint["params"],
         "samples": checkpoint["samples"], "epochs": checkpoint["epochs"], "train_loss": checkpoint["train_loss"],
-        "loss": loss, "kl": kl, "heldout_frames": heldout_frames,
+        "loss": loss, "kl": kl, "heldout_frames": heldout.frames,
         "return": float(returns.mean()),
         "return_sem": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else float("nan"),
         "episode_returns": returns.tolist(), "episode_lengths": lengths.tolist(),
-        "episodes_truncated": int(truncated.sum()), "eval_seed": seed,
+        "episodes_truncated": int(truncated.sum()), "eval_seed": args.seed,
         # Rollout speed: agent steps of the counted games per second, end to end (with creating the
         # envs or worker processes) and while stepping only (setup excluded).
         "rollout_steps_per_s": float(lengths.sum() / max(rollout_s, 1e-9)),
-        "rollout_play_steps_per_s": float(lengths.sum() / max(play_s, 1e-9)),
-        "rollout_setup_s": setup_s,
-        **device_record(device, bf16), "heldout_loss_precision": precision,
-        "loss_s": loss_s, "rollout_s": rollout_s, "provenance": provenance(), **extra,
+        "rollout_play_steps_per_s": float(lengths.sum() / max(played.play_s, 1e-9)),
+        "rollout_setup_s": played.setup_s,
+        **device_record(device, bf16), "heldout_loss_precision": heldout.precision,
+        "loss_s": loss_s, "rollout_s": rollout_s, "provenance": provenance(), **played.extra,
     }
     log(f"{game} w{result['width']} {result['budget']:.3g} FLOPs: held-out loss {loss:.4f}, "
         f"return {result['return']:.2f} ± {result['return_sem']:.2f} over {len(returns)} episodes; "
@@ -245,7 +221,7 @@ def _evaluation_row(path) -> dict:
     """One evaluation's row of the results table. An Atari evaluation without `kl` predates it and is
     an error; a NetHack one has none to have (no expert distribution), so NaN."""
     result = read_json(path, "evaluation")
-    required = EVALUATION_KEYS + (() if result.get("game") == NETHACK else ("kl",))
+    required = EVALUATION_KEYS + (("kl",) if family_of(result.get("game", "")).has_expert_distribution else ())
     result = require_keys(result, required, "evaluation", path)
     return {"game": result["game"], "flops": float(result["budget"]), "params": int(result["params"]),
             "seed": int(result["seed"]), "flops_actual": result["flops"], "kl": result.get("kl", np.nan),

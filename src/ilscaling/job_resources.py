@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ilscaling.config import NETHACK, family, model_sizes, proposed_grid
+from ilscaling.config import model_sizes, proposed_grid
+from ilscaling.families import family_of
+from ilscaling.families.atari import FRAME_BYTES
 
 MB = 2**20
 BYTES_PER_PARAM_TRAINING = 32   # fp32 weights, gradients, Adam's two moments, and a checkpoint copy
 BYTES_PER_PARAM_INFERENCE = 8
-ATARI_FRAME_BYTES = 84 * 84     # demonstrations are stored as single uint8 frames
-NETHACK_LOADER_MB = 2000        # nle.dataset's TtyrecDataset, its sqlite index and batch buffers
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def training_seconds(config: dict, game: str, width: int, flops: float) -> float
     """Seconds a run of `width` takes to spend `flops` training FLOPs: FLOP-bound for large
     models, bound by the samples/s of the step overhead and the loader for small ones."""
     speeds = _speeds(config, "bc")
-    threads = 1 if _section(config)["gpus"]["bc"] else config[family(game)]["bc"]["threads"]
+    threads = 1 if _section(config)["gpus"]["bc"] else config[family_of(game).section]["bc"]["threads"]
     _, flops_per_sample = model_size(config, game, width)
     return max(flops / speeds["train_flops_per_s"], flops / flops_per_sample / speeds["train_samples_per_s"]) / threads
 
@@ -76,11 +76,7 @@ def training_seconds(config: dict, game: str, width: int, flops: float) -> float
 def training(config: dict, game: str, width: int, flops: float, attempt: int = 1) -> Request:
     """A BC run (sweep or forecast) of `width` to `flops` training FLOPs (its largest budget)."""
     params, _ = model_size(config, game, width)
-    section = config[family(game)]
-    if game == NETHACK:
-        data_mb = NETHACK_LOADER_MB
-    else:
-        data_mb = section["demonstrations"]["frames"] * ATARI_FRAME_BYTES * 2 / MB   # the arrays and one copy
+    data_mb = family_of(game).data_load(config).training_mb
     return _request(config, "bc", training_seconds(config, game, width, flops),
                     data_mb + BYTES_PER_PARAM_TRAINING * params / MB, attempt)
 
@@ -97,7 +93,7 @@ def expected_width(config: dict, game: str, flops: float) -> int:
     """The width the sweep's prior (samples_per_param) expects to be compute-optimal at `flops`:
     the forecast agent's width before its forecast.json exists."""
     grid = proposed_grid(config, game, [flops], sizes_per_budget=1)
-    return next(iter(grid.values()))[0] if grid else min(config[family(game)]["sweep"]["widths"])
+    return next(iter(grid.values()))[0] if grid else min(config[family_of(game).section]["sweep"]["widths"])
 
 
 def evaluation_gets_gpu(config: dict, game: str, width: int) -> bool:
@@ -113,35 +109,23 @@ def evaluation_seconds(config: dict, game: str, width: int, episodes: int, gpu: 
     indexing, so only the bot's is counted) and `episodes` games of at most max_episode_steps each,
     at the slower of the env's and the policy's pace, with (`gpu`) or without a GPU."""
     speeds = _throughput(config, gpu)
-    section = config[family(game)]
-    evaluation = section["evaluation"]
+    evaluation = config[family_of(game).section]["evaluation"]
+    load = family_of(game).data_load(config)
     flops_per_s = speeds["train_flops_per_s"] * (1 if gpu else evaluation["threads"])
     _, flops_per_sample = model_size(config, game, width)
     forward = flops_per_sample / 3
-    if game == NETHACK:
-        workers = evaluation["processes"]
-        dataset = section["dataset"]
-        frames = (section["bot"]["games"] * section["bot"]["max_episode_steps"] if dataset["source"] == "bot" else 0)
-        heldout = frames * dataset["heldout_fraction"]
-    else:
-        workers = evaluation["threads"]
-        heldout = section["demonstrations"]["frames"] * section["demonstrations"]["heldout_fraction"]
     steps = episodes * evaluation["max_episode_steps"]
-    step_seconds = max(1 / (speeds["rollout_steps_per_s"] * workers), forward / flops_per_s)
-    return heldout * forward / flops_per_s + steps * step_seconds
+    step_seconds = max(1 / (speeds["rollout_steps_per_s"] * load.evaluation_workers), forward / flops_per_s)
+    return load.heldout_frames * forward / flops_per_s + steps * step_seconds
 
 
 def evaluation(config: dict, game: str, width: int, episodes: int | None = None, attempt: int = 1) -> Request:
     """A checkpoint's evaluation: the sweep's, or the forecast agent's with its `episodes`."""
-    section = config[family(game)]
+    section = config[family_of(game).section]
     gpu = evaluation_gets_gpu(config, game, width)
     seconds = evaluation_seconds(config, game, width, episodes or section["evaluation"]["episodes"], gpu)
     params, _ = model_size(config, game, width)
-    if game == NETHACK:
-        data_mb = 1000 + 300 * section["evaluation"]["processes"]
-    else:
-        demonstrations = section["demonstrations"]
-        data_mb = 1000 + demonstrations["frames"] * demonstrations["heldout_fraction"] * ATARI_FRAME_BYTES * 2 / MB
+    data_mb = family_of(game).data_load(config).evaluation_mb
     return _request(config, "evaluation" if gpu else None, seconds, data_mb + BYTES_PER_PARAM_INFERENCE * params / MB, attempt)
 
 
@@ -160,7 +144,15 @@ def demonstrations(config: dict, attempt: int = 1) -> Request:
     section = config["atari"]["demonstrations"]
     speeds = _speeds(config, "expert")
     seconds = (section["frames"] + section["max_episode_steps"]) / speeds["rollout_steps_per_s"]
-    return _request(config, "expert", seconds, 1000 + section["frames"] * ATARI_FRAME_BYTES * 3 / MB, attempt)
+    return _request(config, "expert", seconds, 1000 + section["frames"] * FRAME_BYTES * 3 / MB, attempt)
+
+
+def bot_games(config: dict, attempt: int = 1) -> Request:
+    """The NetHack bot's games, each at most bot.max_episode_steps, by bot.processes workers at the
+    rollout pace (the bot thinks less per step than a network), on the CPU."""
+    bot = config["nethack"]["bot"]
+    seconds = bot["games"] * bot["max_episode_steps"] / (_throughput(config, False)["rollout_steps_per_s"] * bot["processes"])
+    return _request(config, None, seconds, 500 * bot["processes"], attempt)
 
 
 def nethack_dataset(config: dict, attempt: int = 1) -> Request:

@@ -11,9 +11,9 @@ finished run, and the work folder keeps the finished run (links, no copies): a r
 finished job (Snakemake interrupted, which marks it incomplete; profiles/default sets
 rerun-incomplete) restores it instead of training.
 
-The loop is shared; what differs per game family is the `Task`: the model, the batches and the
-loss. Atari samples single frames; NetHack reads (B, T) sequences of whole games with the
-recurrent state carried from one unroll to the next (and reset where a game starts).
+The loop is shared; what differs per game family is its training task (families/): the model,
+the batches and the loss. Atari samples single frames; NetHack reads (B, T) sequences of whole
+games with the recurrent state carried from one unroll to the next (and reset where a game starts).
 """
 
 from __future__ import annotations
@@ -29,13 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ilscaling.config import NETHACK
-from ilscaling.data.atari import Demonstrations, epoch_order
+from ilscaling.families import family_of
 from ilscaling.flops import budget_label, epochs_for_budget
 from ilscaling.io import load_torch, provenance, read_json, save_torch, write_json
-from ilscaling.models import build_model
 
 
 
@@ -136,106 +133,6 @@ def device_record(device: torch.device, bf16: bool) -> dict:
     on_gpu = device.type == "cuda"
     return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if on_gpu else "cpu",
             "autocast": "bf16" if on_gpu and bf16 else None}
-
-
-class AtariTask:
-    """Single 4-frame observations in a fresh random order each epoch.
-
-    `data` lets runs that train in one process (train_batched.py) share one game's frames.
-    """
-
-    def __init__(self, args: BCArgs, train_path, rng: np.random.Generator, device: torch.device,
-                 data: Demonstrations | None = None):
-        self.data = data if data is not None else Demonstrations.load(train_path)
-        if len(self.data) == 0:
-            raise ValueError(f"{train_path} holds no training frames")
-        self.num_frames = len(self.data)
-        self.args, self.rng, self.device = args, rng, device
-        self.model = build_model(dataclasses.asdict(args)).to(device)
-        self.order, self.pos = epoch_order(self.num_frames, rng), 0
-
-    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 frames (b, 4, 84, 84) and int64 actions (b,) of the next batch (b < batch_size at an epoch's end)."""
-        if self.pos >= len(self.order):
-            self.order, self.pos = epoch_order(self.num_frames, self.rng), 0
-        index = self.order[self.pos: self.pos + self.args.batch_size]
-        self.pos += len(index)
-        return self.data.stacked(index), self.data.actions[index].astype(np.int64)
-
-    def loss(self, model) -> tuple[torch.Tensor, int]:
-        """Loss of `model` (the task's, perhaps compiled) on the next batch, and its number of samples."""
-        frames, actions = self.next_batch()
-        frames = torch.from_numpy(frames).to(self.device, non_blocking=True)
-        actions = torch.from_numpy(actions).to(self.device, non_blocking=True)
-        return F.cross_entropy(model(frames).float(), actions), len(actions)
-
-    def state_dict(self) -> dict:
-        return {"order": self.order, "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.order, self.pos = state["order"], state["pos"]
-
-
-class NetHackTask:
-    """(B, unroll) sequences of whole games read through nle.dataset, in a fresh game order each epoch."""
-
-    def __init__(self, args: BCArgs, split_path, rng: np.random.Generator, device: torch.device):
-        from ilscaling.data.nethack import Split
-
-        self.split = Split.load(split_path)
-        self.num_frames = self.split.train_frames
-        self.args, self.rng, self.device = args, rng, device
-        self.model = build_model(dataclasses.asdict(args)).to(device)
-        self._new_epoch()
-
-    def _new_epoch(self):
-        self.games = self.rng.permutation(self.split.train).tolist()
-        self.pos = 0
-        self._start_pass()
-
-    def _start_pass(self):
-        from ilscaling.data.nethack import sequence_batches
-
-        self.batches = sequence_batches(self.split.db, self.split.dataset, self.games,
-                                        batch_size=self.args.batch_size, seq_length=self.args.unroll,
-                                        play_frames=self.split.play_frames)
-        self.carry = self.model.initial_state(self.args.batch_size, self.device)  # every row starts a game
-
-    def _next_batch(self) -> dict:
-        """The next batch with at least one label (one of only padding and quit keys trains nothing)."""
-        while True:
-            batch = next(self.batches, None)
-            if batch is None:
-                self._new_epoch()
-                continue
-            self.pos += 1
-            if batch["valid"].any():
-                return batch
-
-    def loss(self, model) -> tuple[torch.Tensor, int]:
-        batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in self._next_batch().items()}
-        logits, carry = model(batch["tty_chars"], batch["tty_colors"], batch["tty_cursor"],
-                                   batch["prev_action"], batch["done"], self.carry)
-        # Truncated backpropagation: the state flows on, its gradient stops at the unroll's edge.
-        self.carry = tuple(c.detach() for c in carry)
-        valid = batch["valid"]
-        return F.cross_entropy(logits[valid].float(), batch["action"][valid]), int(valid.sum())
-
-    def state_dict(self) -> dict:
-        return {"games": self.games, "pos": self.pos, "carry": tuple(c.cpu() for c in self.carry)}
-
-    def load_state_dict(self, state: dict) -> None:
-        # The loader cannot jump: replay this epoch's pass up to the saved batch (reading is cheap).
-        self.games = state["games"]
-        self._start_pass()
-        for _ in range(state["pos"]):
-            next(self.batches)
-        self.pos = state["pos"]
-        self.carry = tuple(c.to(self.device) for c in state["carry"])
-
-
-def make_task(args: BCArgs, train_path, rng, device):
-    return (NetHackTask if args.game == NETHACK else AtariTask)(args, train_path, rng, device)
 
 
 def compiled(model: torch.nn.Module, enabled: bool):
@@ -457,7 +354,7 @@ def train_bc(args: BCArgs, train_path: str | Path, out_dir: str | Path, work_dir
     torch.set_num_threads(args.num_threads)
     device = resolve_device(args.device)
     rng = seed_everything(args.seed)
-    task = make_task(args, train_path, rng, device)
+    task = family_of(args.game).training_task(args, Path(train_path), rng, device)
     model = task.model
     step_model = compiled(model, args.compile)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(args))

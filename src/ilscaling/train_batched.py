@@ -29,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ilscaling.config import NETHACK
 from ilscaling.data.atari import Demonstrations
+from ilscaling.families import family_of
+from ilscaling.families.atari import Atari, AtariTask
 from ilscaling.models.atari import WidthCNN
-from ilscaling.train import (AtariTask, BCArgs, Preemptible, RunProgress, autocast, compiled, learning_rate,
+from ilscaling.train import (BCArgs, Preemptible, RunProgress, autocast, compiled, learning_rate,
                              resolve_device, restore_finished, seed_everything)
 
 HEAD = ("layers.7.weight", "layers.7.bias")  # the action head: rows padded to the group's largest action set
@@ -147,8 +148,8 @@ def check_group(members: list[Member]) -> BCArgs:
         raise ValueError("a batched group needs at least one member")
     first = members[0].args
     for member in members:
-        if member.args.game == NETHACK:
-            raise ValueError("batched training is for the Atari CNN; NetHack runs train one by one")
+        if not isinstance(family_of(member.args.game), Atari):
+            raise ValueError(f"batched training is for the Atari CNN; {member.args.game} runs train one by one")
         differ = [key for key in SHARED if getattr(member.args, key) != getattr(first, key)]
         if differ:
             raise ValueError(f"members of a batched group must share {differ}: "

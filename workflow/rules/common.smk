@@ -5,11 +5,11 @@ from pathlib import Path
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from ilscaling import job_resources
-from ilscaling.config import (NETHACK, ConfigError, batched_groups, forecast_budget, forecast_episodes, forecast_games, games_of,
-                              missing_data, validate_config, sweep_runs)
+from ilscaling import job_resources, jobs
+from ilscaling.config import (ConfigError, batched_groups, forecast_budget, forecast_episodes, forecast_games, missing_data,
+                              sweep_runs, validate_config)
+from ilscaling.families import family_of, games_of
 from ilscaling.flops import budget_label
-from ilscaling.games.atari import num_actions
 from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
 
 
@@ -26,8 +26,6 @@ onstart:
         raise ConfigError(MISSING_DATA)
 
 
-ATARI = config.get("atari", {})
-NH = config.get("nethack", {})
 GAMES = games_of(config)
 FORECAST_GAMES = forecast_games(config)  # the games whose compute-optimal agent is trained (forecast.smk)
 # The jobs run the package of the interpreter snakemake runs in (the venv), or of the rule's
@@ -40,8 +38,7 @@ ILSCALING = (
 CONDA_ENV = "../../envs/ilscaling.yaml"
 
 RES = "results"
-GAME_DIR = RES + "/atari/{game}"
-NH_DIR = RES + "/nethack"
+GAME_DIR = RES + "/{game}"  # every game's expert/, data/, runs/, eval/ and unfinished/ (families/)
 
 
 wildcard_constraints:
@@ -73,15 +70,14 @@ def requested(estimate, key):
 
 
 def bc_request(wildcards, input, attempt):
-    """A sweep run (train_bc, train_nethack_bc): its width, to its largest budget."""
-    game = getattr(wildcards, "game", NETHACK)
-    run = run_of(wildcards, game)
-    return job_resources.training(config, game, run.width, max(run.budgets), attempt)
+    """A sweep run (train_bc): its width, to its largest budget."""
+    run = run_of(wildcards, wildcards.game)
+    return job_resources.training(config, wildcards.game, run.width, max(run.budgets), attempt)
 
 
 def evaluation_request(wildcards, input, attempt):
-    """A checkpoint's evaluation (evaluate_checkpoint, evaluate_nethack_checkpoint)."""
-    return job_resources.evaluation(config, getattr(wildcards, "game", NETHACK), int(wildcards.width), attempt=attempt)
+    """A checkpoint's evaluation (evaluate_checkpoint)."""
+    return job_resources.evaluation(config, wildcards.game, int(wildcards.width), attempt=attempt)
 
 
 def forecast_width(game):
@@ -104,65 +100,11 @@ def forecast_evaluation_request(wildcards, input, attempt):
 
 
 def expert_request(wildcards, input, attempt):
-    return job_resources.expert(config, attempt)
+    return family_of(wildcards.game).expert_request(config, attempt)
 
 
-def demonstrations_request(wildcards, input, attempt):
-    return job_resources.demonstrations(config, attempt)
-
-
-def nethack_dataset_request(wildcards, input, attempt):
-    return job_resources.nethack_dataset(config, attempt)
-
-
-def grad_clip_flag(bc):
-    """--max-grad-norm of a family's bc section, when it clips (no default is filled in, so a
-    study that does not clip keeps its bc params, and its finished runs, as they were)."""
-    return "" if bc.get("max_grad_norm") is None else f"--max-grad-norm {bc['max_grad_norm']}"
-
-
-def lr_flags(bc):
-    """--lr of a family's bc section, and --lr-reference-width where the lr scales with the width."""
-    reference = bc.get("lr_reference_width")
-    return f"--lr {bc['lr']}" + ("" if reference is None else f" --lr-reference-width {reference}")
-
-
-class SpeedFlags(str):
-    """Command-line flags that set how fast a job runs or what it keeps on the side, never what it
-    computes: device, resume interval, compilation, worker processes, games played at once.
-
-    Snakemake reruns a job whose params changed, comparing their repr; this repr leaves the values
-    out, so changing a speed flag on a finished study reruns nothing (tests/test_workflow.py).
-    Threads need no such care: the `threads:` directive is not compared.
-    """
-
-    def __repr__(self):
-        return "SpeedFlags()"
-
-
-def training_speed(section):
-    """A family's training speed flags (atari or nethack section; train_bc, the batched groups, the forecast
-    agent), and its max_epochs guard (it stops a run before its first step, never changes one)."""
-    bc = section["bc"]
-    switches = [f"--{'' if bc[key] else 'no-'}{key.replace('_', '-')}" for key in ("channels_last", "compile") if key in bc]
-    flags = f"--resume-every-s {bc['resume_every_s']} --device {bc['device']} --max-epochs {bc['max_epochs']}"
-    return SpeedFlags(" ".join([flags, *switches]))
-
-
-def evaluation_speed(section):
-    """A family's evaluation speed flags: the device, and for NetHack the workers, the games played
-    at once (seeded games do not depend on either) and where the games' ttyrecs are kept."""
-    evaluation = section["evaluation"]
-    flags = f"--device {evaluation['device']}"
-    if section is NH:  # torch's threads; the job's threads also cover the worker processes
-        flags += (f" --threads {evaluation['threads']} --processes {evaluation['processes']}"
-                  + (f" --envs {evaluation['envs']}" if evaluation["envs"] else ""))
-    return SpeedFlags(flags)
-
-
-def ttyrec_flag(folder):
-    """--ttyrec-dir `folder` when nethack.evaluation.keep_ttyrecs (a speed flag: what is kept, not what is computed)."""
-    return SpeedFlags(f"--ttyrec-dir {folder}" if NH["evaluation"]["keep_ttyrecs"] else "")
+def dataset_request(wildcards, input, attempt):
+    return family_of(wildcards.game).dataset_request(config, attempt)
 
 
 # atari.bc.batched: the Atari runs trained in groups of one width, one process per group
@@ -170,13 +112,14 @@ def ttyrec_flag(folder):
 BATCHED_GROUPS = batched_groups(config)
 
 
-def batched_members(group):
-    """The group's runs as `ilscaling train-bc-batched --members` takes them (JSON)."""
-    return json.dumps([{"game": run.game, "seed": run.seed, "num_actions": num_actions(run.game),
-                        "budgets": [budget_label(b) for b in run.budgets],
-                        "train": f"{RES}/atari/{run.game}/demos/train.npz",
-                        "out_dir": f"{RES}/atari/{run.game}/runs/{run.name}",
-                        "work_dir": f"{RES}/atari/{run.game}/unfinished/{run.name}"} for run in group.runs])
+def batched_job(group):
+    """The group's (shared spec, speed, members) as `ilscaling train-bc-batched` takes them: each
+    member its own spec and the folders train_bc would give its run (members and speed hidden from
+    the params trigger: jobs.batched_training)."""
+    shared, speed, specs = jobs.batched_training(config, group.runs)
+    members = [{**spec, "train": data_file(run.game, "train"), "out_dir": f"{RES}/{run.game}/runs/{run.name}",
+                "work_dir": f"{RES}/{run.game}/unfinished/{run.name}"} for run, spec in zip(group.runs, specs)]
+    return shared, speed, jobs.Speed(json.dumps(members))
 
 
 def batched_request(group):
@@ -202,33 +145,21 @@ def report_if_made(paths, games=None, **options):
     return report(paths, **options) if made else paths
 
 
-def game_dir(game):
-    return NH_DIR if game == NETHACK else f"{RES}/atari/{game}"
+def data_file(game, role):
+    """A game's data file of `role` (train, heldout, card; families/: data_files)."""
+    return f"{RES}/{game}/data/{family_of(game).data_files[role]}"
 
 
 def eval_files(game):
     return [
-        f"{game_dir(game)}/eval/{run.name}-c{budget_label(budget)}.json"
+        f"{RES}/{game}/eval/{run.name}-c{budget_label(budget)}.json"
         for run in RUNS[game]
         for budget in run.budgets
     ]
 
 
-def card_file(game):
-    """A game's data card (its data's size, the expert's return, and for Atari the expert's loss floor)."""
-    return f"{game_dir(game)}/{'data' if game == NETHACK else 'demos'}/card.json"
-
-
 def card_files():
-    return [card_file(game) for game in GAMES]
-
-
-def nethack_ttyrecs(wildcards):
-    """The ttyrec root the NetHack dataset indexes: the bot's recordings, or an existing directory."""
-    dataset = NH["dataset"]
-    if dataset["source"] == "bot":
-        return NH_DIR + "/bot"
-    return [] if MISSING_DATA else dataset["path"]
+    return [data_file(game, "card") for game in GAMES]
 
 
 def figure_files(ext):

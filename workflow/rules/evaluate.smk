@@ -4,7 +4,7 @@
 rule evaluate_checkpoint:
     input:
         run=GAME_DIR + "/runs/w{width}-s{seed}",
-        heldout=GAME_DIR + "/demos/heldout.npz",
+        data=GAME_DIR + "/data",
     output:
         GAME_DIR + "/eval/w{width}-s{seed}-c{budget}.json",
     log:
@@ -12,11 +12,9 @@ rule evaluate_checkpoint:
     benchmark:
         RES + "/benchmarks/{game}/evaluate/w{width}-s{seed}-c{budget}.tsv"
     params:
-        episodes=ATARI["evaluation"]["episodes"] if ATARI else None,
-        max_episode_steps=ATARI["evaluation"]["max_episode_steps"] if ATARI else None,
-        speed=lambda wc: evaluation_speed(ATARI),
-        seed=config["seed"],
-    threads: ATARI["evaluation"]["threads"] if ATARI else 1
+        job=lambda wc: jobs.evaluation(config, wc.game, ttyrec_dir=f"{RES}/{wc.game}/eval-ttyrecs/w{wc.width}-s{wc.seed}-c{wc.budget}"),
+        heldout=lambda wc: data_file(wc.game, "heldout"),
+    threads: lambda wc: jobs.evaluation_threads(config, wc.game)
     resources:
         runtime=requested(evaluation_request, "runtime"),
         mem_mb=requested(evaluation_request, "mem_mb"),
@@ -24,48 +22,19 @@ rule evaluate_checkpoint:
     conda:
         CONDA_ENV
     shell:
-        "{ILSCALING} evaluate --checkpoint {input.run}/c{wildcards.budget}.pt --heldout {input.heldout} "
-        "--out {output} --episodes {params.episodes} --seed {params.seed} "
-        "--max-episode-steps {params.max_episode_steps} --threads {threads} {params.speed} > {log} 2>&1"
-
-
-rule evaluate_nethack_checkpoint:
-    input:
-        run=NH_DIR + "/runs/w{width}-s{seed}",
-        split=NH_DIR + "/data/split.json",
-    output:
-        NH_DIR + "/eval/w{width}-s{seed}-c{budget}.json",
-    log:
-        "logs/NetHack/evaluate/w{width}-s{seed}-c{budget}.log",
-    benchmark:
-        RES + "/benchmarks/NetHack/evaluate/w{width}-s{seed}-c{budget}.tsv"
-    params:
-        episodes=NH["evaluation"]["episodes"] if NH else None,
-        max_episode_steps=NH["evaluation"]["max_episode_steps"] if NH else None,
-        env=NH["evaluation"]["env"] if NH else None,
-        speed=lambda wc: evaluation_speed(NH),
-        ttyrecs=lambda wc: ttyrec_flag(f"{NH_DIR}/eval-ttyrecs/w{wc.width}-s{wc.seed}-c{wc.budget}"),
-        seed=config["seed"],
-    threads: max(NH["evaluation"]["processes"], NH["evaluation"]["threads"]) if NH else 1
-    resources:
-        runtime=requested(evaluation_request, "runtime"),
-        mem_mb=requested(evaluation_request, "mem_mb"),
-        gpu=requested(evaluation_request, "gpu"),
-    conda:
-        CONDA_ENV
-    shell:
-        "{ILSCALING} evaluate --checkpoint {input.run}/c{wildcards.budget}.pt --heldout {input.split} "
-        "--out {output} --episodes {params.episodes} --seed {params.seed} --env {params.env} "
-        "--max-episode-steps {params.max_episode_steps} {params.speed} {params.ttyrecs} > {log} 2>&1"
+        "{ILSCALING} evaluate --spec {params.job[0]:q} --speed {params.job[1]:q} "
+        "--checkpoint {input.run}/c{wildcards.budget}.pt --heldout {params.heldout} --out {output} > {log} 2>&1"
 
 
 rule gather_results:
     input:
         evals=lambda wc: [path for game in GAMES for path in eval_files(game)],
-        cards=card_files(),
+        data=expand(GAME_DIR + "/data", game=GAMES),
     output:
         nc=RES + "/scaling/results.nc",
         csv=RES + "/scaling/results.csv",
+    params:
+        cards=card_files(),
     log:
         "logs/gather_results.log",
     benchmark:
@@ -73,5 +42,5 @@ rule gather_results:
     conda:
         CONDA_ENV
     shell:
-        "{ILSCALING} gather --evals {input.evals} --cards {input.cards} "
+        "{ILSCALING} gather --evals {input.evals} --cards {params.cards} "
         "--out-nc {output.nc} --out-csv {output.csv} > {log} 2>&1"

@@ -5,7 +5,7 @@
 # The width is only known once the fits exist: the training job reads it from forecast.json.
 import json
 
-from ilscaling.config import forecast_budget, forecast_episodes, model_sizes
+from ilscaling.config import model_sizes
 from ilscaling.forecast import format_sizes
 
 FORECAST = config["forecast"]
@@ -14,53 +14,6 @@ FORECAST_DIR = RES + "/forecast/{game}"
 
 def forecast_label(game):
     return budget_label(forecast_budget(config, game))
-
-
-def training_data(wildcards):
-    return NH_DIR + "/data/split.json" if wildcards.game == NETHACK else f"{RES}/atari/{wildcards.game}/demos/train.npz"
-
-
-def heldout_data(wildcards):
-    return NH_DIR + "/data/split.json" if wildcards.game == NETHACK else f"{RES}/atari/{wildcards.game}/demos/heldout.npz"
-
-
-def family_section(game):
-    return NH if game == NETHACK else ATARI
-
-
-def forecast_model_flags(wildcards):
-    """The trainer's model and optimiser flags of the game's family (as train_bc / train_nethack_bc)."""
-    bc = family_section(wildcards.game)["bc"]
-    if wildcards.game == NETHACK:
-        model = NH["model"]
-        family_flags = f"--num-actions 121 --unroll {bc['unroll']} --core {model['core']} --variant {model['variant']}"
-    else:
-        family_flags = f"--num-actions {num_actions(wildcards.game)}"
-    return (f"{family_flags} {grad_clip_flag(bc)} --seed {bc['seeds'][0]} {lr_flags(bc)} "
-            f"--batch-size {bc['batch_size']}")
-
-
-def forecast_threads(game, stage):
-    section = family_section(game)
-    if stage == "train":
-        return section["bc"]["threads"]
-    evaluation = section["evaluation"]
-    return max(evaluation.get("processes", 1), evaluation["threads"])
-
-
-def forecast_eval_flags(wildcards):
-    """The sweep's evaluation flags of the game's family, with the forecast's number of games."""
-    evaluation = family_section(wildcards.game)["evaluation"]
-    flags = (f"--episodes {forecast_episodes(config, wildcards.game)} --seed {config['seed']} "
-             f"--max-episode-steps {evaluation['max_episode_steps']}")
-    return flags + (f" --env {evaluation['env']}" if wildcards.game == NETHACK else "")
-
-
-def forecast_eval_speed(wildcards):
-    """The sweep's evaluation speed flags of the game's family (common.smk: SpeedFlags)."""
-    if wildcards.game == NETHACK:
-        return SpeedFlags(f"{evaluation_speed(NH)} {ttyrec_flag(RES + '/forecast/NetHack/eval-ttyrecs')}")
-    return SpeedFlags(f"{evaluation_speed(ATARI)} --threads {ATARI['evaluation']['threads']}")
 
 
 def forecast_outputs():
@@ -76,7 +29,7 @@ def forecast_outputs():
 rule forecast_agent:
     input:
         fits=RES + "/scaling/fits.nc",
-        card=lambda wc: card_file(wc.game),
+        data=GAME_DIR + "/data",
     output:
         FORECAST_DIR + "/forecast.json",
     log:
@@ -87,19 +40,20 @@ rule forecast_agent:
         budget=lambda wc: forecast_budget(config, wc.game),
         sizes=lambda wc: format_sizes(model_sizes(config, wc.game)),
         method=FORECAST["method"],
-        max_epochs=lambda wc: family_section(wc.game)["bc"]["max_epochs"],
+        max_epochs=lambda wc: config[family_of(wc.game).section]["bc"]["max_epochs"],
+        card=lambda wc: data_file(wc.game, "card"),
     conda:
         CONDA_ENV
     shell:
         "{ILSCALING} forecast --fits {input.fits} --game {wildcards.game} --budget {params.budget} "
-        "--sizes {params.sizes} --method {params.method} --data-card {input.card} --max-epochs {params.max_epochs} "
+        "--sizes {params.sizes} --method {params.method} --data-card {params.card} --max-epochs {params.max_epochs} "
         "--out {output} > {log} 2>&1"
 
 
 rule train_forecast_agent:
     input:
         forecast=FORECAST_DIR + "/forecast.json",
-        train=training_data,
+        data=GAME_DIR + "/data",
     output:
         run=directory(FORECAST_DIR + "/run"),
     log:
@@ -107,10 +61,10 @@ rule train_forecast_agent:
     benchmark:
         RES + "/benchmarks/{game}/forecast/train_forecast_agent.tsv"
     params:
-        flags=forecast_model_flags,
-        speed=lambda wc: training_speed(family_section(wc.game)),
+        job=lambda wc: jobs.training(config, wc.game),  # the sweep's, its width and budget from the forecast
+        train=lambda wc: data_file(wc.game, "train"),
         work_dir=FORECAST_DIR + "/unfinished",
-    threads: lambda wc: forecast_threads(wc.game, "train")
+    threads: lambda wc: jobs.training_threads(config, wc.game)
     resources:
         runtime=requested(forecast_training_request, "runtime"),
         mem_mb=requested(forecast_training_request, "mem_mb"),
@@ -118,14 +72,14 @@ rule train_forecast_agent:
     conda:
         CONDA_ENV
     shell:
-        "{ILSCALING} train-forecast --forecast {input.forecast} {params.flags} --num-threads {threads} {params.speed} "
-        "--train {input.train} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
+        "{ILSCALING} train-forecast --forecast {input.forecast} --spec {params.job[0]:q} --speed {params.job[1]:q} "
+        "--num-threads {threads} --train {params.train} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
 
 
 rule evaluate_forecast_agent:
     input:
         run=FORECAST_DIR + "/run",
-        heldout=heldout_data,
+        data=GAME_DIR + "/data",
     output:
         FORECAST_DIR + "/eval.json",
     log:
@@ -133,10 +87,10 @@ rule evaluate_forecast_agent:
     benchmark:
         RES + "/benchmarks/{game}/forecast/evaluate_forecast_agent.tsv"
     params:
+        job=lambda wc: jobs.evaluation(config, wc.game, forecast=True, ttyrec_dir=f"{RES}/forecast/{wc.game}/eval-ttyrecs"),
         checkpoint=lambda wc, input: f"{input.run}/c{forecast_label(wc.game)}.pt",
-        flags=forecast_eval_flags,
-        speed=forecast_eval_speed,
-    threads: lambda wc: forecast_threads(wc.game, "evaluate")
+        heldout=lambda wc: data_file(wc.game, "heldout"),
+    threads: lambda wc: jobs.evaluation_threads(config, wc.game)
     resources:
         runtime=requested(forecast_evaluation_request, "runtime"),
         mem_mb=requested(forecast_evaluation_request, "mem_mb"),
@@ -144,8 +98,8 @@ rule evaluate_forecast_agent:
     conda:
         CONDA_ENV
     shell:
-        "{ILSCALING} evaluate --checkpoint {params.checkpoint} --heldout {input.heldout} --out {output} "
-        "{params.flags} {params.speed} > {log} 2>&1"
+        "{ILSCALING} evaluate --spec {params.job[0]:q} --speed {params.job[1]:q} --checkpoint {params.checkpoint} "
+        "--heldout {params.heldout} --out {output} > {log} 2>&1"
 
 
 rule forecast_verdict:
