@@ -179,17 +179,17 @@ def _xlog_lines_all(out):
 def test_the_expert_stage_of_nethack_is_the_bot_as_the_config_says():
     """The workflow's make-expert job for NetHack: its spec and speed from the config (ilscaling.jobs),
     read back by the command as the bot's arguments."""
-    from ilscaling.cli import build_parser, cmd_make_expert, job_values
+    from ilscaling.cli import parse
+    from ilscaling.commands import MakeExpert
     from ilscaling.config import load_config
     from ilscaling.jobs import data_stage
 
     config = load_config(ROOT / "configs/smoke.yaml")
     spec, speed, threads = data_stage(config, "NetHack", "expert")
-    args = build_parser().parse_args(["make-expert", "--game", "NetHack", "--spec", spec, "--speed", speed,
-                                      "--out-dir", "x"])
-    assert args.func is cmd_make_expert
+    command = parse(["make-expert", "--game", "NetHack", "--spec", spec, "--speed", speed, "--out-dir", "x"])
+    assert isinstance(command, MakeExpert)
     bot = config["nethack"]["bot"]
-    assert job_values(args) == {"games": bot["games"], "max_episode_steps": bot["max_episode_steps"],
+    assert command.values() == {"games": bot["games"], "max_episode_steps": bot["max_episode_steps"],
                                 "env": bot["env"], "character": config["nethack"]["character"],
                                 "seed": config["seed"], "threads": bot["processes"]}
     assert threads == bot["processes"]
