@@ -104,7 +104,8 @@ class NoPolicy(nn.Module):
 
 def nethack(args) -> None:
     from ilscaling.games.nethack_vec import play_games
-    from ilscaling.models.nethack import NetHackModelConfig, NetHackNet
+    from ilscaling.models.nethack import NetHackNet
+    from ilscaling.models.nethack_config import NetHackModelConfig
 
     torch.manual_seed(0)
     model = NetHackNet(NetHackModelConfig(hidden=args.nethack_width, core="lstm", variant="reduced")).eval()

@@ -375,7 +375,8 @@ def model_sizes(config: dict, game: str) -> dict[int, tuple[int, float]]:
     """(parameters, training FLOPs per sample) of every width the game's sweep may use."""
     widths = config[family(game)]["sweep"]["widths"]
     if game == NETHACK:
-        from ilscaling.models.nethack import NetHackModelConfig, model_size
+        from ilscaling.models.nethack import model_size
+        from ilscaling.models.nethack_config import NetHackModelConfig
 
         section = config["nethack"]
         return {w: model_size(NetHackModelConfig(hidden=w, unroll=section["bc"]["unroll"], **section["model"]))

@@ -10,7 +10,8 @@ from ilscaling.config import NETHACK
 def build_model(config: dict) -> nn.Module:
     """The untrained model of a run's config (BCArgs as a dict, as saved in every checkpoint)."""
     if config["game"] == NETHACK:
-        from ilscaling.models.nethack import NetHackModelConfig, NetHackNet
+        from ilscaling.models.nethack import NetHackNet
+        from ilscaling.models.nethack_config import NetHackModelConfig
 
         return NetHackNet(NetHackModelConfig(hidden=config["width"], core=config["core"], variant=config["variant"],
                                              unroll=config["unroll"], num_actions=config["num_actions"]))
