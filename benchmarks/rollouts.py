@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ilscaling.games.atari import make_vector_env, num_actions, play_episodes
+from ilscaling.games.atari import make_vector_env, num_actions
+from ilscaling.games.atari_play import play_episodes
 from ilscaling.models.atari import WidthCNN
 from machine import describe, matmul_peak, timed
 

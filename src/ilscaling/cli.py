@@ -49,7 +49,7 @@ def cmd_train_expert(args):
 def cmd_record_demos(args):
     from ilscaling.data.atari import Demonstrations, write_demonstrations
     from ilscaling.evaluate import heldout_loss
-    from ilscaling.games.atari import record_demonstrations
+    from ilscaling.games.atari_demonstrations import record_demonstrations
     from ilscaling.io import load_torch
     from ilscaling.ppo import load_expert_policy
 

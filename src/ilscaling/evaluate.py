@@ -32,7 +32,7 @@ import xarray as xr
 
 from ilscaling.config import NETHACK
 from ilscaling.data.atari import Demonstrations
-from ilscaling.games.atari import play_episodes
+from ilscaling.games.atari_play import play_episodes
 from ilscaling.io import DataFileError, atomic_path, load_torch, provenance, read_json, require_keys, write_json
 from ilscaling.models import build_model
 
