@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from ilscaling.data.nethack import build_database, make_split, sequence_batches, Split
 from ilscaling.flops import measured_step_flops as step_flops
 from ilscaling.games.nethack_bot import record_bot_games
-from ilscaling.models.nethack import NetHackModelConfig, NetHackNet
+from ilscaling.models.nethack import NetHackNet
+from ilscaling.models.nethack_config import NetHackModelConfig
 from machine import best_rates, describe, print_ceiling
 
 

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ilscaling.games.atari import make_vector_env, num_actions, play_episodes
+from ilscaling.games.atari import make_vector_env, num_actions
+from ilscaling.games.atari_play import play_episodes
 from ilscaling.models.atari import WidthCNN
 from machine import describe, matmul_peak, timed
 
@@ -104,7 +105,8 @@ class NoPolicy(nn.Module):
 
 def nethack(args) -> None:
     from ilscaling.games.nethack_vec import play_games
-    from ilscaling.models.nethack import NetHackModelConfig, NetHackNet
+    from ilscaling.models.nethack import NetHackNet
+    from ilscaling.models.nethack_config import NetHackModelConfig
 
     torch.manual_seed(0)
     model = NetHackNet(NetHackModelConfig(hidden=args.nethack_width, core="lstm", variant="reduced")).eval()

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from ilscaling.data.atari import Demonstrations
-from ilscaling.games.atari import check_game, num_actions, play_episodes, record_demonstrations
+from ilscaling.games.atari import check_game, num_actions
+from ilscaling.games.atari_demonstrations import record_demonstrations
+from ilscaling.games.atari_play import play_episodes
 from ilscaling.games.sampling import ActionSampler
 from ilscaling.ppo import PPOArgs, load_expert_policy, train_expert
 

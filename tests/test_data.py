@@ -131,7 +131,7 @@ class _SeededLogits:
 def test_recorded_demonstrations_keep_the_policy_played(tmp_path, greedy):
     """The real recording path (ALE Breakout, record_demonstrations, write_demonstrations): every frame
     on disk carries the distribution its action was drawn from; one-hot on the recorded action when greedy."""
-    from ilscaling.games.atari import record_demonstrations
+    from ilscaling.games.atari_demonstrations import record_demonstrations
 
     policy = _SeededLogits(4, seed=5)
     episodes = record_demonstrations("Breakout", policy, 120, seed=0, num_envs=1, max_episode_steps=60,

@@ -5,16 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from ilscaling.models.nethack import (
-    ENCODERS,
-    SCALED_REFERENCE_WIDTH,
-    NetHackModelConfig,
-    NetHackNet,
-    crop_around_cursor,
-    model_size,
-    scaled_encoders,
-    size_table,
-)
+from ilscaling.models.nethack import NetHackNet, model_size, size_table
+from ilscaling.models.nethack_config import ENCODERS, SCALED_REFERENCE_WIDTH, NetHackModelConfig, scaled_encoders
+from ilscaling.models.nethack_encoders import crop_around_cursor
 
 
 def make_batch(batch, steps, seed=0, done_prob=0.0, num_actions=121):

@@ -11,7 +11,8 @@ from ilscaling.evaluate import EvalArgs, evaluate_checkpoint
 from ilscaling.flops import budget_label
 from ilscaling.games import nethack as nh
 from ilscaling.io import load_torch, read_json
-from ilscaling.models.nethack import NetHackModelConfig, model_size
+from ilscaling.models.nethack import model_size
+from ilscaling.models.nethack_config import NetHackModelConfig
 from ilscaling.train import BCArgs, train_bc
 
 

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ilscaling.games.atari import Policy, check_game, make_vector_env, num_actions, play_episodes
+from ilscaling.games.atari import Policy, check_game, make_vector_env, num_actions
+from ilscaling.games.atari_play import play_episodes
 from ilscaling.models.nature_cnn import NatureCNNActorCritic
 
 # Evaluation games use seeds far from the training envs' seeds (seed .. seed + num_envs - 1).
