@@ -111,7 +111,7 @@ class Atari(Family):
 
         from ilscaling.data.atari import Demonstrations, write_demonstrations
         from ilscaling.evaluate import heldout_loss
-        from ilscaling.games.atari import record_demonstrations
+        from ilscaling.games.atari_demonstrations import record_demonstrations
         from ilscaling.io import load_torch
         from ilscaling.ppo import load_expert_policy
 
@@ -181,7 +181,7 @@ class Atari(Family):
     def play(self, model, run: dict, args, device, bf16: bool, log) -> Played:
         import torch
 
-        from ilscaling.games.atari import play_episodes
+        from ilscaling.games.atari_play import play_episodes
 
         # Every checkpoint plays on the same environment seeds (common random numbers).
         played = play_episodes(run["game"], model, args.episodes, seed=args.seed, greedy=False,

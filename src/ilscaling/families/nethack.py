@@ -165,14 +165,16 @@ class NetHack(Family):
         return {"num_actions": NUM_ACTIONS, "unroll": section["bc"]["unroll"], **section["model"]}
 
     def model_sizes(self, config: dict, game: str, widths) -> dict[int, tuple[int, float]]:
-        from ilscaling.models.nethack import NetHackModelConfig, model_size
+        from ilscaling.models.nethack import model_size
+        from ilscaling.models.nethack_config import NetHackModelConfig
 
         section = config["nethack"]
         return {w: model_size(NetHackModelConfig(hidden=w, unroll=section["bc"]["unroll"], **section["model"]))
                 for w in widths}
 
     def build_model(self, run: dict):
-        from ilscaling.models.nethack import NetHackModelConfig, NetHackNet
+        from ilscaling.models.nethack import NetHackNet
+        from ilscaling.models.nethack_config import NetHackModelConfig
 
         return NetHackNet(NetHackModelConfig(hidden=run["width"], core=run["core"], variant=run["variant"],
                                              unroll=run["unroll"], num_actions=run["num_actions"]))
