@@ -228,6 +228,6 @@ def test_evaluation_names_what_it_was_given_wrongly(tmp_path, demos):
     with pytest.raises(DataFileError, match=r"qbert\.npz has actions up to 12 and an expert policy over 13 actions, but the model .* has 4"):
         evaluate(checkpoint, tmp_path / "qbert.npz")   # was: IndexError Target 13 is out of bounds
     (tmp_path / "split.json").write_text("{}")
-    with pytest.raises(DataFileError, match=r"Breakout checkpoint, so the held-out data must be Atari"):
+    with pytest.raises(DataFileError, match=r"Breakout checkpoint, so the held-out data must be its heldout\.npz"):
         evaluate(checkpoint, tmp_path / "split.json")
     assert not (tmp_path / "eval.json").exists()

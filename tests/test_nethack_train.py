@@ -141,7 +141,7 @@ def test_a_nethack_checkpoint_with_atari_demonstrations_is_named(tmp_path, split
     args = _args(budgets=[_args().budgets[0]])
     train_bc(args, split_file, tmp_path / "run", tmp_path / "work", log=lambda *_: None)
     demos.save(tmp_path / "heldout.npz")
-    with pytest.raises(DataFileError, match=r"NetHack checkpoint, so the held-out data must be the NetHack split"):
+    with pytest.raises(DataFileError, match=r"NetHack checkpoint, so the held-out data must be its split\.json"):
         evaluate_checkpoint(tmp_path / "run" / f"c{budget_label(args.budgets[0])}.pt", tmp_path / "heldout.npz",
                             tmp_path / "eval.json", EvalArgs(episodes=1, seed=0, max_episode_steps=10, device="cpu"), log=lambda *_: None)   # was: UnicodeDecodeError
     assert not (tmp_path / "eval.json").exists()

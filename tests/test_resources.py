@@ -254,8 +254,8 @@ def test_scale_check_report_of_the_smoke_study(smoke_dry_run):
     assert seconds < 30
     out = report("smoke.yaml", text, seconds, config)
     per_rule = totals(parse_jobs(text))
-    assert per_rule["train_bc"].jobs == 3 and per_rule["evaluate_checkpoint"].jobs == 9
-    assert per_rule["train_bc"].gpu_hours == pytest.approx(3 * 10 / 60)   # 3 runs at the 10-minute floor, 1 GPU
+    assert per_rule["train_bc"].jobs == 3 + 3 and per_rule["evaluate_checkpoint"].jobs == 9 + 9  # Breakout, NetHack
+    assert per_rule["train_bc"].gpu_hours == pytest.approx(6 * 10 / 60)   # 6 runs at the 10-minute floor, 1 GPU
     total_gpu = sum(entry.gpu_hours for entry in per_rule.values())
     assert total_gpu == pytest.approx(sum(e.gpu_hours for r, e in per_rule.items() if r.startswith("train_")))
     assert re.search(rf"^total\s+{len(parse_jobs(text))}\s+[\d.,]+\s+{total_gpu:,.1f}$", out, re.MULTILINE), out

@@ -160,9 +160,10 @@ def test_workflow_uses_the_group_rule_when_enabled(tmp_path):
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         counts[name] = {line.split()[0]: int(line.split()[1]) for line in run.stdout.splitlines()
                         if len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert counts["on"]["train_bc"] == 2 and counts["on"]["evaluate_checkpoint"] == 18
+    # Breakout: 3 widths x 2 seeds, each run 3 budgets; NetHack's 3 runs (never batched) beside them.
+    assert counts["on"]["train_bc"] == 2 + 3 and counts["on"]["evaluate_checkpoint"] == 18 + 9
     assert counts["on"]["train_bc_batched_w1_g0"] == counts["on"]["train_bc_batched_w2_g0"] == 1
-    assert counts["off"]["train_bc"] == 3 and not any(rule.startswith("train_bc_batched") for rule in counts["off"])
+    assert counts["off"]["train_bc"] == 3 + 3 and not any(rule.startswith("train_bc_batched") for rule in counts["off"])
 
 
 def test_groups_follow_the_config():
