@@ -1,6 +1,12 @@
 # ilscaling: scaling laws for imitation learning (Tuyls et al. 2023) as one workflow.
 # config.yaml is the default study. A study given with --configfile replaces it whole (Snakemake
 # alone would merge the two); --config key=value merges into either (README: Configuration).
+from snakemake.utils import min_version
+
+# As pyproject.toml: the profiles, report and executor settings the workflow uses.
+min_version("9.27.1")
+
+
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
@@ -22,6 +28,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

@@ -1,7 +1,7 @@
 """NetHack ratios measured in one run: loader vs trainer, trainer vs the ceiling, and the rollout
 forward vs the ceiling (full rollouts: benchmarks/rollouts.py).
 
-    python benchmarks/nethack_throughput.py [--ttyrecs results/nethack/bot] [--widths 16 64 256]
+    python benchmarks/nethack_throughput.py [--ttyrecs results/NetHack/expert] [--widths 16 64 256]
         [--variants reduced scaled]
 
 Without --ttyrecs it first records a few bot games. Prints the machine and the ceiling (as

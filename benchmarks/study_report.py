@@ -15,7 +15,7 @@ from pathlib import Path
 
 from machine import describe
 
-STAGES = ("train_expert", "record_demonstrations", "train_bc", "evaluate", "gather", "fit", "plot")
+STAGES = ("make_expert", "make_dataset", "train_bc", "evaluate", "gather", "fit", "plot")
 
 
 def stage_of(path: Path) -> str:

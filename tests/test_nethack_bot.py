@@ -182,14 +182,14 @@ def test_the_expert_stage_of_nethack_is_the_bot_as_the_config_says():
     from ilscaling.cli import parse
     from ilscaling.commands import MakeExpert
     from ilscaling.config import load_config
-    from ilscaling.jobs import data_stage
+    from ilscaling.jobs import data_stage, data_stage_threads
 
     config = load_config(ROOT / "configs/smoke.yaml")
-    spec, speed, threads = data_stage(config, "NetHack", "expert")
+    spec, speed = data_stage(config, "NetHack", "expert")
     command = parse(["make-expert", "--game", "NetHack", "--spec", spec, "--speed", speed, "--out-dir", "x"])
     assert isinstance(command, MakeExpert)
     bot = config["nethack"]["bot"]
     assert command.values() == {"games": bot["games"], "max_episode_steps": bot["max_episode_steps"],
                                 "env": bot["env"], "character": config["nethack"]["character"],
                                 "seed": config["seed"], "threads": bot["processes"]}
-    assert threads == bot["processes"]
+    assert data_stage_threads(config, "NetHack", "expert") == bot["processes"]

@@ -135,7 +135,7 @@ def test_a_retried_job_keeps_the_log_of_each_failed_attempt(tmp_path):
 rule evaluate:
     output: "eval.json"
     log: "logs/evaluate.log"
-    shell: "{sys.executable} -m ilscaling evaluate --checkpoint missing.pt --heldout x --out {{output}} > {{log}} 2>&1"
+    shell: "{sys.executable} -m ilscaling evaluate --spec '{{{{}}}}' --checkpoint missing.pt --heldout x --out {{output}} > {{log}} 2>&1"
 ''')
     run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory",
                           str(tmp_path), "--cores", "1", "--retries", "1"], capture_output=True, text=True, timeout=300)
@@ -146,21 +146,24 @@ rule evaluate:
         assert "BC checkpoint missing.pt does not exist" in (tmp_path / "logs" / name).read_text()
 
 
-def training_workflow(folder, shell, resources=""):
+def training_workflow(folder, shell, budget, resources=""):
     """A one-rule Snakefile in `folder` training a tiny BC run (train-bc with `shell` around it) on
     synthetic demonstrations; the Snakemake command that runs it."""
     from conftest import synthetic_demonstrations
 
     synthetic_demonstrations().save(folder / "train.npz")
-    train = (f"{sys.executable} -m ilscaling train-bc --game Breakout --width 1 --num-actions 4 --batch-size 8 "
-             "--log-every 20 --train {input} --out-dir {output}")
+    # The spec as the workflow writes it (Snakemake's shell turns {{ into {), its budget BUDGET
+    # left to `shell` (a shell word between the single quotes).
+    spec = ("""--spec '{{"game": "Breakout", "width": 1, "num_actions": 4, "batch_size": 8, "budgets": ['BUDGET']}}' """
+            """--speed '{{"log_every": 20}}'""")
+    train = f"{sys.executable} -m ilscaling train-bc {spec} --train {{input}} --out-dir {{output}}"
     (folder / "Snakefile").write_text(f'''
 rule train:
     input: "train.npz"
     output: directory("run")
     log: "logs/train.log"
     {resources}
-    shell: {shell.replace("TRAIN", train)!r}
+    shell: {shell.replace("TRAIN", train.replace("BUDGET", budget))!r}
 ''')
     return [sys.executable, "-m", "snakemake", "--snakefile", str(folder / "Snakefile"), "--directory", str(folder),
             "--cores", "1"]
@@ -171,7 +174,7 @@ def test_a_killed_attempt_keeps_its_log(tmp_path):
     is hard-linked at its start, and Snakemake's deleting the log before the retry leaves the link."""
     command = training_workflow(
         tmp_path, "if [ {resources.tries} = 1 ]; then kill='timeout -s KILL 20' budget=1e15; else kill='' budget=1e8; "
-        "fi; $kill TRAIN --budgets $budget --work-dir work{resources.tries} > {log} 2>&1",
+        "fi; $kill TRAIN --work-dir work{resources.tries} > {log} 2>&1", budget="$budget",
         resources="resources: tries=lambda wildcards, attempt: attempt")
     run = subprocess.run([*command, "--retries", "1"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -188,7 +191,7 @@ def test_snakemake_interrupted_while_a_run_finishes_restores_it_on_the_next_run(
     import signal
     import time
 
-    command = [*training_workflow(tmp_path, "TRAIN --budgets 1e10 --work-dir work > {log} 2>&1"),
+    command = [*training_workflow(tmp_path, "TRAIN --work-dir work > {log} 2>&1", budget="1e10"),
                "--workflow-profile", str(ROOT / "profiles/default")]
     # Snakemake alone gets the signal (its own session), and it reacts to it even where the tests
     # run in the background, whose processes start with SIGINT ignored.

@@ -85,8 +85,12 @@ def evaluation_threads(config: dict, game: str) -> int:
     return max(speed["threads"], speed.get("processes", 1))
 
 
-def data_stage(config: dict, game: str, stage: str) -> tuple[str, Speed, int]:
-    """The (spec, speed, threads) of a game's expert or dataset stage (`stage`)."""
+def data_stage(config: dict, game: str, stage: str) -> tuple[str, Speed]:
+    """The (spec, speed) of a game's expert or dataset stage (`stage`)."""
     family = family_of(game)
     computed, speed = (family.expert_args if stage == "expert" else family.dataset_args)(config, game)
-    return as_json(computed), Speed(as_json(speed)), speed["threads"]
+    return as_json(computed), Speed(as_json(speed))
+
+
+def data_stage_threads(config: dict, game: str, stage: str) -> int:
+    return json.loads(data_stage(config, game, stage)[1])["threads"]

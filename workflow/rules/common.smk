@@ -1,24 +1,40 @@
-# Config validation (before any job starts), paths and input functions.
+# Config validation (before any job starts), input functions and each job's arguments.
 import json
+import os
 import sys
+import sysconfig
 from pathlib import Path
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from ilscaling import job_resources, jobs
-from ilscaling.config import (ConfigError, batched_groups, forecast_budget, forecast_episodes, forecast_games, missing_data,
-                              sweep_runs, validate_config)
+from ilscaling.config import (
+    ConfigError,
+    batched_groups,
+    forecast_budget,
+    forecast_episodes,
+    forecast_games,
+    missing_data,
+    model_sizes,
+    sweep_runs,
+    validate_config,
+)
 from ilscaling.families import family_of, games_of
 from ilscaling.flops import budget_label
+from ilscaling.forecast import format_sizes
 from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
-
+from ilscaling.published import list_games
 
 validate_config(config)
 # Data this machine must hold. A dry run (a cluster's config planned on a workstation, `ilscaling
 # scale-check`) plans without them and says so; a run stops in `onstart`, before any job.
 MISSING_DATA = missing_data(config)
 if MISSING_DATA:
-    print(f"{MISSING_DATA} (a dry run plans without it; a run stops before any job)", file=sys.stderr)
+    print(
+        MISSING_DATA,
+        "(a dry run plans without it; a run stops before any job)",
+        file=sys.stderr,
+    )
 
 
 onstart:
@@ -27,18 +43,23 @@ onstart:
 
 
 GAMES = games_of(config)
-FORECAST_GAMES = forecast_games(config)  # the games whose compute-optimal agent is trained (forecast.smk)
-# The jobs run the package of the interpreter snakemake runs in (the venv), or of the rule's
-# conda environment under `--sdm conda`.
-ILSCALING = (
-    "python -m ilscaling"
-    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-    else f"{sys.executable} -m ilscaling"
-)
-CONDA_ENV = "../../envs/ilscaling.yaml"
+FORECAST_GAMES = forecast_games(
+    config
+)  # the games whose compute-optimal agent is trained (forecast.smk)
 
-RES = "results"
-GAME_DIR = RES + "/{game}"  # every game's expert/, data/, runs/, eval/ and unfinished/ (families/)
+
+# The jobs' `ilscaling` is the one of the interpreter snakemake runs in (the venv, activated or
+# not), or under `--sdm conda` the rule's environment's, which conda puts first on the PATH.
+envvars:
+    "PATH",
+
+
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    os.environ["PATH"] = os.pathsep.join(
+        [sysconfig.get_path("scripts"), os.environ.get("PATH", "")]
+    )
+CONDA_ENV = "../../envs/ilscaling.yaml"
+# Every game's outputs: results/<game>/{expert,data,runs,eval,unfinished} (families/).
 
 
 wildcard_constraints:
@@ -57,7 +78,9 @@ def run_of(wildcards, game):
     for run in RUNS[game]:
         if run.width == int(wildcards.width) and run.seed == int(wildcards.seed):
             return run
-    raise ValueError(f"w{wildcards.width}-s{wildcards.seed} is not in the sweep grid of {game}")
+    raise ValueError(
+        f"w{wildcards.width}-s{wildcards.seed} is not in the sweep grid of {game}"
+    )
 
 
 # What each job asks the scheduler for (ilscaling.job_resources: runtime and mem_mb from the
@@ -65,25 +88,31 @@ def run_of(wildcards, game):
 # A rule's `resources:` names one of the estimates below per key, e.g.
 # `runtime=requested(bc_request, "runtime")`; a profile's set-resources overrides any rule.
 def requested(estimate, key):
-    """A rule resource: field `key` (runtime, mem_mb, gpu) of `estimate(wildcards, input, attempt)`."""
-    return lambda wildcards, input, attempt: getattr(estimate(wildcards, input, attempt), key)
+    """A resource of a rule: field `key` (runtime, mem_mb, gpu) of `estimate(wildcards, input, attempt)`."""
+    return lambda wildcards, input, attempt: getattr(
+        estimate(wildcards, input, attempt), key
+    )
 
 
 def bc_request(wildcards, input, attempt):
     """A sweep run (train_bc): its width, to its largest budget."""
     run = run_of(wildcards, wildcards.game)
-    return job_resources.training(config, wildcards.game, run.width, max(run.budgets), attempt)
+    return job_resources.training(
+        config, wildcards.game, run.width, max(run.budgets), attempt
+    )
 
 
 def evaluation_request(wildcards, input, attempt):
     """A checkpoint's evaluation (evaluate_checkpoint)."""
-    return job_resources.evaluation(config, wildcards.game, int(wildcards.width), attempt=attempt)
+    return job_resources.evaluation(
+        config, wildcards.game, int(wildcards.width), attempt=attempt
+    )
 
 
 def forecast_width(game):
     """The forecast agent's width: from its forecast.json, or before that exists (the DAG build)
     the width the sweep's prior expects at C*."""
-    path = Path(f"{RES}/forecast/{game}/forecast.json")
+    path = Path(f"results/forecast/{game}/forecast.json")
     if path.exists():
         return int(json.loads(path.read_text())["width"])
     return job_resources.expected_width(config, game, forecast_budget(config, game))
@@ -91,12 +120,16 @@ def forecast_width(game):
 
 def forecast_training_request(wildcards, input, attempt):
     game = wildcards.game
-    return job_resources.training(config, game, forecast_width(game), forecast_budget(config, game), attempt)
+    return job_resources.training(
+        config, game, forecast_width(game), forecast_budget(config, game), attempt
+    )
 
 
 def forecast_evaluation_request(wildcards, input, attempt):
     game = wildcards.game
-    return job_resources.evaluation(config, game, forecast_width(game), forecast_episodes(config, game), attempt)
+    return job_resources.evaluation(
+        config, game, forecast_width(game), forecast_episodes(config, game), attempt
+    )
 
 
 def expert_request(wildcards, input, attempt):
@@ -117,14 +150,23 @@ def batched_job(group):
     member its own spec and the folders train_bc would give its run (members and speed hidden from
     the params trigger: jobs.batched_training)."""
     shared, speed, specs = jobs.batched_training(config, group.runs)
-    members = [{**spec, "train": data_file(run.game, "train"), "out_dir": f"{RES}/{run.game}/runs/{run.name}",
-                "work_dir": f"{RES}/{run.game}/unfinished/{run.name}"} for run, spec in zip(group.runs, specs)]
+    members = [
+        {
+            **spec,
+            "train": data_file(run.game, "train"),
+            "out_dir": f"results/{run.game}/runs/{run.name}",
+            "work_dir": f"results/{run.game}/unfinished/{run.name}",
+        }
+        for run, spec in zip(group.runs, specs)
+    ]
     return shared, speed, jobs.Speed(json.dumps(members))
 
 
 def batched_request(group):
     """A batched group's estimate (job_resources.batched_training)."""
-    return lambda wildcards, input, attempt: job_resources.batched_training(config, group.runs, attempt)
+    return lambda wildcards, input, attempt: job_resources.batched_training(
+        config, group.runs, attempt
+    )
 
 
 def batched_resources(group):
@@ -132,27 +174,37 @@ def batched_resources(group):
     train_bc (e.g. profiles/slurm's --signal for preemption), which the group's jobs replace; a
     profile cannot name them, their rule names are made per group."""
     profile = workflow.resource_settings.overwrite_resources.get("train_bc", {})
-    return {**{key: requested(batched_request(group), key) for key in ("runtime", "mem_mb", "gpu")},
-            **{name: getattr(value, "raw", value) for name, value in profile.items()}}
+    return {
+        **{
+            key: requested(batched_request(group), key)
+            for key in ("runtime", "mem_mb", "gpu")
+        },
+        **{name: getattr(value, "raw", value) for name, value in profile.items()},
+    }
 
 
 def report_if_made(paths, games=None, **options):
     """`report(paths, **options)` once every file of `paths` exists for every game of the study (or of
     `games`; looked at when the workflow is read), else `paths` unflagged: `snakemake --report` on an
-    unfinished study then reports what is done instead of failing on the first missing file."""
+    unfinished study then reports what is done instead of failing on the first missing file.
+    """
     patterns = [paths] if isinstance(paths, str) else list(paths)
-    made = all(Path(pattern.format(game=game)).exists() for pattern in patterns for game in (games or GAMES))
+    made = all(
+        Path(pattern.format(game=game)).exists()
+        for pattern in patterns
+        for game in (games or GAMES)
+    )
     return report(paths, **options) if made else paths
 
 
 def data_file(game, role):
     """A game's data file of `role` (train, heldout, card; families/: data_files)."""
-    return f"{RES}/{game}/data/{family_of(game).data_files[role]}"
+    return f"results/{game}/data/{family_of(game).data_files[role]}"
 
 
 def eval_files(game):
     return [
-        f"{RES}/{game}/eval/{run.name}-c{budget_label(budget)}.json"
+        f"results/{game}/eval/{run.name}-c{budget_label(budget)}.json"
         for run in RUNS[game]
         for budget in run.budgets
     ]
@@ -163,16 +215,96 @@ def card_files():
 
 
 def figure_files(ext):
-    return expand(RES + "/figures/{game}/{stem}.{ext}", game=GAMES, stem=(OVERVIEW_STEM, *FIGURE_STEMS), ext=ext)
+    return expand(
+        "results/figures/{game}/{stem}.{ext}",
+        game=GAMES,
+        stem=(OVERVIEW_STEM, *FIGURE_STEMS),
+        ext=ext,
+    )
 
 
 def all_outputs():
     return [
-        RES + "/scaling/results.nc",
-        RES + "/scaling/fits.nc",
-        RES + "/scaling/summary.md",
-        RES + "/report/headline_laws.rst",  # report.smk: the front page's table of laws
+        "results/scaling/results.nc",
+        "results/scaling/fits.nc",
+        "results/scaling/summary.md",
+        "results/report/headline_laws.rst",  # report.smk: the front page's table of laws
         *figure_files("png"),
         *figure_files("pdf"),
         *forecast_outputs(),  # forecast.smk: the forecast agent's verdicts, when forecast.enabled
     ]
+
+
+def dataset_source(wildcards):
+    """The expert stage's folder, or the game's data already on disk (none while missing: a dry run)."""
+    source = family_of(wildcards.game).dataset_source(
+        config, wildcards.game, f"results/{wildcards.game}/expert"
+    )
+    return (
+        [] if MISSING_DATA and source != f"results/{wildcards.game}/expert" else source
+    )
+
+
+def fit_options(games=None, loss_metric=None):
+    """Every fit: key of the config as an `ilscaling fit` flag, and, for the study's `games`, C*.
+
+    `loss_metric`, when given, replaces fit.loss_metric (published results hold only cross entropy).
+
+    C* has one source, the forecast section: each game's C* is passed exactly as the forecast
+    stage trains it (forecast_budget). Without games (the `published` re-fits, where no agent is
+    trained) the fit forecasts at its default, 10x each game's largest budget.
+    """
+    flags = []
+    settings = {
+        **config["fit"],
+        **({"loss_metric": loss_metric} if loss_metric else {}),
+    }
+    for key, value in settings.items():
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{key.replace('_', '-')}")
+        elif value is not None:
+            flags.append(
+                f"{flag} {float(value) if key == 'forecast_budget' else value}"
+            )
+    if games:
+        flags.append(
+            "--forecast-budgets "
+            + ",".join(f"{game}={forecast_budget(config, game)!r}" for game in games)
+        )
+    return " ".join(flags)
+
+
+# The forecast agent (forecast.smk), per game of FORECAST_GAMES.
+FORECAST = config["forecast"]
+
+
+def forecast_label(game):
+    return budget_label(forecast_budget(config, game))
+
+
+def forecast_outputs():
+    if not FORECAST["enabled"]:
+        return []
+    return [
+        *expand(
+            "results/forecast/{game}/{name}",
+            game=FORECAST_GAMES,
+            name=("forecast.json", "verdict.json", "forecast.png", "forecast.pdf"),
+        ),
+        "results/forecast/verdict.md",
+        "results/report/headline_forecast.rst",  # report.smk: the front page's table of verdicts
+    ]
+
+
+# Published results to re-fit (published.smk), from --config published={path: ...}.
+PUBLISHED_PATH = config.get("published", {}).get("path")
+PUBLISHED_GAMES = list_games(PUBLISHED_PATH) if PUBLISHED_PATH else []
+
+
+def published_path(wildcards):
+    if not PUBLISHED_PATH:
+        raise ValueError(
+            "target `published` needs --config 'published={path: <experiment_data folder or .csv>}'"
+        )
+    return PUBLISHED_PATH

@@ -4,29 +4,37 @@
 
 rule headline_laws:
     input:
-        RES + "/scaling/fits.nc",
+        "results/scaling/fits.nc",
     output:
-        report_if_made(RES + "/report/headline_laws.rst", category="Fits", caption="../report/headline.rst"),
+        report_if_made(
+            "results/report/headline_laws.rst",
+            category="Fits",
+            caption="../report/headline.rst",
+        ),
     log:
         "logs/headline_laws.log",
     benchmark:
-        RES + "/benchmarks/headline_laws.tsv"
+        "results/benchmarks/headline_laws.tsv"
     conda:
         CONDA_ENV
     shell:
-        "{ILSCALING} headline-laws --fits {input} --out {output} > {log} 2>&1"
+        "ilscaling headline-laws --fits {input} --out {output} > {log} 2>&1"
 
 
 rule headline_forecast:
     input:
-        expand(RES + "/forecast/{game}/verdict.json", game=FORECAST_GAMES),
+        expand("results/forecast/{game}/verdict.json", game=FORECAST_GAMES),
     output:
-        report_if_made(RES + "/report/headline_forecast.rst", category="Forecast", caption="../report/headline.rst"),
+        report_if_made(
+            "results/report/headline_forecast.rst",
+            category="Forecast",
+            caption="../report/headline.rst",
+        ),
     log:
         "logs/headline_forecast.log",
     benchmark:
-        RES + "/benchmarks/headline_forecast.tsv"
+        "results/benchmarks/headline_forecast.tsv"
     conda:
         CONDA_ENV
     shell:
-        "{ILSCALING} headline-forecast --verdicts {input} --out {output} > {log} 2>&1"
+        "ilscaling headline-forecast --verdicts {input} --out {output} > {log} 2>&1"

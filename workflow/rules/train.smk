@@ -5,26 +5,28 @@
 
 rule train_bc:
     input:
-        data=GAME_DIR + "/data",
+        data="results/{game}/data",
     output:
-        run=directory(GAME_DIR + "/runs/w{width}-s{seed}"),
+        run=directory("results/{game}/runs/w{width}-s{seed}"),
     log:
         "logs/{game}/train_bc/w{width}-s{seed}.log",
     benchmark:
-        RES + "/benchmarks/{game}/train_bc/w{width}-s{seed}.tsv"
-    params:
-        job=lambda wc: jobs.training(config, wc.game, int(wc.width), int(wc.seed), run_of(wc, wc.game).budgets),
-        train=lambda wc: data_file(wc.game, "train"),
-        work_dir=GAME_DIR + "/unfinished/w{width}-s{seed}",
+        "results/benchmarks/{game}/train_bc/w{width}-s{seed}.tsv"
+    conda:
+        CONDA_ENV
     threads: lambda wc: jobs.training_threads(config, wc.game)
     resources:
         runtime=requested(bc_request, "runtime"),
         mem_mb=requested(bc_request, "mem_mb"),
         gpu=requested(bc_request, "gpu"),
-    conda:
-        CONDA_ENV
+    params:
+        job=lambda wc: jobs.training(
+            config, wc.game, int(wc.width), int(wc.seed), run_of(wc, wc.game).budgets
+        ),
+        train=lambda wc: data_file(wc.game, "train"),
+        work_dir="results/{game}/unfinished/w{width}-s{seed}",
     shell:
-        "{ILSCALING} train-bc --spec {params.job[0]:q} --speed {params.job[1]:q} --num-threads {threads} "
+        "ilscaling train-bc --spec {params.job[0]:q} --speed {params.job[1]:q} --num-threads {threads} "
         "--train {params.train} --out-dir {output.run} --work-dir {params.work_dir} > {log} 2>&1"
 
 
@@ -37,23 +39,25 @@ for group in BATCHED_GROUPS:
         name:
             f"train_bc_batched_{group.name.replace('-', '_')}"
         input:
-            data=sorted({f"{RES}/{run.game}/data" for run in group.runs}),
+            data=sorted({f"results/{run.game}/data" for run in group.runs}),
         output:
-            runs=[directory(f"{RES}/{run.game}/runs/{run.name}") for run in group.runs],
+            runs=[
+                directory(f"results/{run.game}/runs/{run.name}") for run in group.runs
+            ],
         log:
             f"logs/batched/train_bc/{group.name}.log",
         benchmark:
-            f"{RES}/benchmarks/batched/train_bc/{group.name}.tsv"
-        params:
-            job=batched_job(group),
-            work_dir=f"{RES}/batched/unfinished/{group.name}",
+            f"results/benchmarks/batched/train_bc/{group.name}.tsv"
+        conda:
+            CONDA_ENV
         threads: jobs.training_threads(config, group.runs[0].game)
         resources:
             **batched_resources(group),
-        conda:
-            CONDA_ENV
+        params:
+            job=batched_job(group),
+            work_dir=f"results/batched/unfinished/{group.name}",
         shell:
-            "{ILSCALING} train-bc-batched --spec {params.job[0]:q} --speed {params.job[1]:q} "
+            "ilscaling train-bc-batched --spec {params.job[0]:q} --speed {params.job[1]:q} "
             "--members {params.job[2]:q} --num-threads {threads} --work-dir {params.work_dir} > {log} 2>&1"
 
     workflow.ruleorder(f"train_bc_batched_{group.name.replace('-', '_')}", "train_bc")
