@@ -13,7 +13,7 @@ from ilscaling.forecast import (
     bc_args_from_forecast, check_prediction, forecast_verdict, format_sizes, nearest_width, parse_sizes, plan_forecast,
     samples_for_budget, verdict_markdown, write_verdict_report,
 )
-from ilscaling.scaling import FitConfig, fit_results
+from ilscaling.fit import FitConfig, fit_results
 
 # (params, training FLOPs per sample) of three widths (the smoke study's Breakout CNN)
 SIZES = {1: (725, 642888.0), 2: (1582, 1338048.0), 4: (3704, 2885184.0)}

@@ -7,7 +7,7 @@ from test_scaling import pure_law_results
 
 from ilscaling.forecast import forecast_verdict, plan_forecast
 from ilscaling.frontpage import laws_rst, rst_text, verdicts_rst
-from ilscaling.scaling import FitConfig, fit_results
+from ilscaling.fit import FitConfig, fit_results
 
 
 def html_of(text: str) -> str:

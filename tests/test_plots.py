@@ -7,7 +7,7 @@ from test_scaling import synthetic_results
 
 from ilscaling.flops import budget_label
 from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM, overview_figure, plot_all, plot_game, saturating_fit
-from ilscaling.scaling import FitConfig, seed_means, write_fits
+from ilscaling.fit import FitConfig, seed_means, write_fits
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BUDGETS = (1e15, 1e16, 1e17, 1e18, 1e19)

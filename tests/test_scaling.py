@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from ilscaling.scaling import (
-    LINEAR_IN_LOG10_X, NOT_FITTED, POWER_LAW, FitConfig, fit_line, fit_quadratic, fit_results, law_fit,
-    profile_optimum, summary_markdown, write_fits,
+from ilscaling.fit import (
+    LINEAR_IN_LOG10_X, NOT_FITTED, POWER_LAW, FitConfig, fit_results, law_fit, summary_markdown, write_fits,
 )
+from ilscaling.fit.profiles import profile_optimum
+from ilscaling.fit.stats import fit_line, fit_quadratic
 
 # Chinchilla's fitted constants (Hoffmann et al. 2022): L(N, D) = E + A/N**alpha + B/D**beta.
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -438,7 +439,7 @@ def test_shifted_negative_returns_are_kept_and_recorded():
 
 
 def test_saturating_return_vs_loss_recovers_its_parameters():
-    from ilscaling.scaling import fit_saturating, fit_line
+    from ilscaling.fit.stats import fit_line, fit_saturating
 
     rng = np.random.default_rng(0)
     x = np.geomspace(1.0, 20.0, 60)
@@ -452,7 +453,7 @@ def test_saturating_return_vs_loss_recovers_its_parameters():
 # --- parametric fit -------------------------------------------------------------------------------
 
 def test_parametric_fit_recovers_chinchilla_exponents_with_bootstrap_intervals():
-    from ilscaling.parametric import fit_parametric
+    from ilscaling.fit.parametric import fit_parametric
 
     results = synthetic_results(noise=0.003, seeds=1).sel(game="Synth", seed=0)
     table = results[["loss", "samples"]].to_dataframe().dropna()
@@ -467,7 +468,7 @@ def test_parametric_fit_recovers_chinchilla_exponents_with_bootstrap_intervals()
 def test_parametric_fit_names_the_parameters_the_data_leave_on_a_bound():
     """Losses that do not depend on N (as NetHack's default sweep, where the smallest width wins at
     every budget): A goes to its lower bound and alpha to its upper, and the fit says so."""
-    from ilscaling.parametric import fit_parametric
+    from ilscaling.fit.parametric import fit_parametric
 
     rng = np.random.default_rng(0)
     params, samples = np.exp(rng.uniform(np.log(1e3), np.log(1e6), 30)), np.exp(rng.uniform(np.log(1e5), np.log(1e8), 30))
@@ -477,7 +478,7 @@ def test_parametric_fit_names_the_parameters_the_data_leave_on_a_bound():
 
 
 def test_batched_irls_reaches_the_lbfgs_optimum():
-    from ilscaling.parametric import _batch_objective, _polish, fit_parametric, irls_batch
+    from ilscaling.fit.parametric import _batch_objective, _polish, fit_parametric, irls_batch
 
     results = synthetic_results(noise=0.01, seeds=1).sel(game="Synth", seed=0)
     table = results[["loss", "samples"]].to_dataframe().dropna()
@@ -511,7 +512,7 @@ def floor_info_of(fits, method, stat, game="Synth"):
 
 
 def test_floor_law_recovers_known_parameters_within_its_intervals():
-    from ilscaling.floorlaw import fit_floor_law
+    from ilscaling.fit.floor import fit_floor_law
 
     budgets = np.geomspace(1e15, 1e18, 10)
     truth = {"E": 0.5, "A": 200.0, "b": -0.2}
@@ -570,7 +571,7 @@ def test_floor_law_with_few_budgets_says_so():
     two = fit_results(pure_law_results(budgets=(1e15, 1e17)), FitConfig(bootstrap=50))
     assert "not fitted: 2 budgets (need 3)" in str(two["floor_note"].sel(game="Synth", floor_method="raw").item())
     with pytest.raises(ValueError, match="at least 3 budgets"):
-        from ilscaling.floorlaw import fit_floor_law
+        from ilscaling.fit.floor import fit_floor_law
         fit_floor_law([1e15, 1e16], [2.0, 1.0])
 
 

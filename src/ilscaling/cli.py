@@ -138,13 +138,14 @@ def cmd_gather(args):
 
 
 def cmd_fit(args):
-    from ilscaling.scaling import FitConfig, write_fits
+    from ilscaling.fit import FitConfig, write_fits
 
     write_fits(args.results, args.out_nc, args.summary, dataclass_from_args(FitConfig, args))
 
 
 def cmd_ingest_published(args):
-    from ilscaling.published import read_published, write_results
+    from ilscaling.published import read_published
+    from ilscaling.results_file import write_results
 
     dataset = read_published(args.path)
     write_results(dataset, args.out_nc, args.out_csv)
@@ -265,7 +266,7 @@ def cmd_check_config(args):
 
 def build_parser() -> argparse.ArgumentParser:
     from ilscaling.ppo import PPOArgs
-    from ilscaling.scaling import FitConfig
+    from ilscaling.fit import FitConfig
     from ilscaling.train import BCArgs
 
     parser = argparse.ArgumentParser(prog="ilscaling", description=__doc__)

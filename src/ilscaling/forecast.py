@@ -30,7 +30,7 @@ import xarray as xr
 
 from ilscaling.flops import budget_label, epochs_for_budget
 from ilscaling.io import atomic_path, open_netcdf, read_json, write_json
-from ilscaling.scaling import (FLOOR_METHODS, LOSS_METRIC_TEXT, LOSS_METRICS, METHODS, FitConfig,
+from ilscaling.fit import (FLOOR_METHODS, LOSS_METRIC_TEXT, LOSS_METRICS, METHODS, FitConfig,
                                fitted_loss_metric, floor_comparison, law_fit)
 
 QUANTITIES = {"loss": "l_min", "return": "r_max"}  # verdict quantity -> forecast target of fits.nc

@@ -3,7 +3,7 @@
 Every figure is written as PNG and PDF under the stems of FIGURE_STEMS, and OVERVIEW_STEM, the
 page of a game's headline laws drawn by the same per-panel code. Parabolas come from
 the stored quadratic coefficients and power-law lines and bands from the stored fit
-statistics (`ilscaling.scaling.law_fit`), so a figure always shows exactly what was fitted. The
+statistics (`ilscaling.fit.law_fit`), so a figure always shows exactly what was fitted. The
 loss shown is the one fitted for the game (fits.nc `loss_metric`: cross entropy or KL), and every
 axis of a loss says which.
 """
@@ -29,7 +29,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ilscaling.flops import budget_label
 from ilscaling.io import atomic_path
-from ilscaling.scaling import (LINEAR_IN_LOG10_X, LOSS_METRIC_TEXT, FitConfig, _format_interval,
+from ilscaling.fit import (LINEAR_IN_LOG10_X, LOSS_METRIC_TEXT, FitConfig, format_interval,
                                fitted_loss_metric, fitted_results, law_fit, loss_axis_label, saturating_fit, seed_means)
 
 FIGURE_STEMS = ("isoflop_loss", "isoflop_return", "optimal_params", "optimal_samples", "loss_frontier",
@@ -508,7 +508,7 @@ def _law_headline(fits: xr.Dataset, game: str, quantity: str, formula: str) -> s
         return f"{formula}: not fitted"
     row = fits["law"].sel(game=game, quantity=quantity)
     name = "slope" if str(fits["law_form"].sel(game=game, quantity=quantity).item()) == LINEAR_IN_LOG10_X else "exponent"
-    interval = _format_interval(row)
+    interval = format_interval(row)
     level = f"{100 * FitConfig.from_attrs(fits.attrs).confidence:g}% CI"
     spread = f"{interval} ({level})" if interval != "n/a" else "(no interval: 2 points)"
     return f"{formula}\n{name} {float(row.sel(stat='slope')):.3f} {spread}, R² = {float(row.sel(stat='r2')):.3f}"
