@@ -269,12 +269,6 @@ def test_verdict_checks_the_loss_against_both_laws_and_names_the_better_one(fits
     assert "| vertex | loss (E + A C^b) |" in text
     assert f"- vertex: {plan['loss_forms']['vertex']['why']}" in text
 
-    # A plan written before the saturating law still gives a verdict.
-    old = {**plan, "predictions": {m: {k: v for k, v in p.items() if k != "loss_saturating"}
-                                   for m, p in plan["predictions"].items()}}
-    old.pop("loss_forms")
-    assert {c["quantity"] for c in forecast_verdict(old, evaluation_of(old, 1.0, 1.0))["checks"]} == {"loss", "return"}
-
 
 def test_the_verdict_compares_the_loss_metric_that_was_fitted():
     """KL fitted: the forecast agent's measured KL (not its cross entropy) is judged against the forecast."""

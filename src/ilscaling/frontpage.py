@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ilscaling.fit import LAW_LABELS, LAW_QUANTITIES, LINEAR_IN_LOG10_X, FitConfig, format_interval
 from ilscaling.forecast import VERDICT_COLUMNS, verdict_cells
 from ilscaling.flops import budget_label
 from ilscaling.io import atomic_path, open_netcdf, read_json
-from ilscaling.plots import loss_metric_name
-from ilscaling.fit import LAW_LABELS, LAW_QUANTITIES, LINEAR_IN_LOG10_X, FitConfig, format_interval
+from ilscaling.plots.style import loss_metric_name
 
 LAW_COLUMNS = ("game", "method", "law", "exponent", "interval", "R²", "points fitted")
 HEADLINE_METHODS = ("raw", "vertex")  # the per-budget optima: best evaluated size, parabola vertex
