@@ -260,10 +260,25 @@ def test_fit_config_validates():
         FitConfig(min_sizes_per_budget=2)
     with pytest.raises(ValueError, match="loss_metric must be one of .*'kl'.*got 'KL'"):
         FitConfig(loss_metric="KL")
-    with pytest.raises(ValueError, match="negative_returns"):  # was unreachable, after a return
-        FitConfig(negative_returns="drop")
-    with pytest.raises(ValueError, match="bootstrap"):
+    with pytest.raises(ValueError, match=r"negative_returns must be one of \('exclude', 'shift'\), got 'drop'"):
+        FitConfig(negative_returns="drop")  # was unreachable, after a return: a bad value behaved as exclude
+    with pytest.raises(ValueError, match="bootstrap must be >= 0, got -1"):
         FitConfig(bootstrap=-1)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--negative-returns", "drop", "negative_returns must be one of"),
+    ("--bootstrap", "-1", "bootstrap must be >= 0"),
+])
+def test_fit_command_rejects_a_bad_setting_by_name(tmp_path, flag, value, message):
+    """`ilscaling fit` stops on the setting before it reads or writes anything."""
+    from ilscaling.cli import main
+
+    synthetic_results().to_netcdf(tmp_path / "results.nc")
+    with pytest.raises(ValueError, match=message):
+        main(["fit", "--results", str(tmp_path / "results.nc"), "--out-nc", str(tmp_path / "fits.nc"),
+              "--summary", str(tmp_path / "summary.md"), flag, value])
+    assert not (tmp_path / "fits.nc").exists()
 
 
 # --- the loss metric: cross entropy or KL ------------------------------------------------------
