@@ -1,6 +1,6 @@
 """Published results into the project's results Dataset (dims game, flops, params, seed).
 
-Three inputs, all giving the Dataset that `ilscaling.evaluate.gather_results` writes (loss, kl,
+Three inputs, all giving the Dataset of `ilscaling.results_file` (what `evaluate.gather_results` writes: loss, kl,
 return, return_sem, samples, epochs; NaN where not run; `expert_return` per game). Published results
 hold no KL to the expert's policy (no expert distribution was released): `kl` is NaN throughout, so
 their fits use the cross entropy whatever fit.loss_metric says, and fits.nc records it.

@@ -37,9 +37,9 @@ from ilscaling.fit.config import (BOUNDS, FIT_SETS, FLOOR_INFO, FLOOR_METHODS, L
 from ilscaling.fit.laws import better_loss_form
 from ilscaling.fit.profiles import seed_means
 from ilscaling.fit.report import LAW_LABELS, floor_comparison, format_interval, summary_markdown
-from ilscaling.results_file import LOSS_METRIC_TEXT
 from ilscaling.fit.store import (fit_results, fitted_loss_metric, fitted_results, law_fit, loss_axis_label,
                                  saturating_fit, stored_quadratic)
+from ilscaling.results_file import LOSS_METRIC_TEXT
 
 __all__ = [
     "BOUNDS", "FIT_SETS", "FLOOR_INFO", "FLOOR_METHODS", "LAW_LABELS", "LAW_QUANTITIES", "LAW_STATS",
