@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import yaml
-from test_scaling import BUDGETS, pure_law_results
+from sweeps import BUDGETS, pure_law_results
 
 from ilscaling.config import ConfigError, forecast_budget, forecast_episodes, validate_config
 from ilscaling.forecast import (
@@ -272,7 +272,7 @@ def test_verdict_checks_the_loss_against_both_laws_and_names_the_better_one(fits
 
 def test_the_verdict_compares_the_loss_metric_that_was_fitted():
     """KL fitted: the forecast agent's measured KL (not its cross entropy) is judged against the forecast."""
-    from test_scaling import ENTROPY, with_kl
+    from sweeps import ENTROPY, with_kl
 
     kl_fits = fit_results(with_kl(pure_law_results()), FitConfig(bootstrap=0, loss_metric="kl"))
     plan = plan_forecast(kl_fits, "Synth", C_STAR, sizes_around(0.3 * C_STAR**0.6))

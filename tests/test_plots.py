@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import xarray as xr
-from test_scaling import synthetic_results
+from sweeps import synthetic_results
 
 from ilscaling.flops import budget_label
 from ilscaling.fit import FitConfig, saturating_fit, seed_means, write_fits
@@ -106,7 +106,7 @@ def test_every_loss_axis_names_the_metric_that_was_fitted(tmp_path, monkeypatch)
     import ilscaling.plots as plots
     import ilscaling.plots.laws
     import ilscaling.plots.style
-    from test_scaling import ENTROPY, with_kl
+    from sweeps import ENTROPY, with_kl
 
     results = with_kl(synthetic_results(games=("Atari", "NetHack"), budgets=BUDGETS, noise=0.01), games=["Atari"])
     results.to_netcdf(tmp_path / "results.nc")

@@ -45,3 +45,29 @@ def test_written_file_reads_back_and_its_csv_has_one_row_per_run(tmp_path):
     table = pd.read_csv(tmp_path / "results.csv")
     assert len(table) == 6 and "expert_return" not in table
     assert list(table.columns[:4]) == list(DIMS)
+
+
+def _evaluation(game, params, **extra):
+    return {"game": game, "budget": 1e12, "params": params, "seed": 0, "flops": 1.01e12, "loss": 1.7,
+            "return": 10.0, "return_sem": 1.0, "samples": 100, "epochs": 1.0, "train_loss": 1.6, "width": 2, **extra}
+
+
+def test_gather_puts_kl_beside_the_loss(tmp_path):
+    from ilscaling.evaluate import gather_results
+    from ilscaling.io import DataFileError, write_json
+
+    write_json(_evaluation("Qbert", 10, kl=0.02), tmp_path / "a.json")
+    write_json(_evaluation("NetHack", 20), tmp_path / "n.json")  # NetHack: no expert distribution, no kl
+    write_json({"game": "Qbert", "expert_mean_return": 5.0, "expert_cross_entropy": 1.6, "expert_kl": 1e-8},
+               tmp_path / "card.json")
+    dataset = gather_results([tmp_path / "a.json", tmp_path / "n.json"], [tmp_path / "card.json"],
+                             tmp_path / "r.nc", tmp_path / "r.csv", log=lambda *_: None)
+    assert float(dataset["kl"].sel(game="Qbert").max()) == 0.02
+    assert np.isnan(dataset["kl"].sel(game="NetHack").values).all()
+    assert float(dataset["expert_kl"].sel(game="Qbert")) == 1e-8
+    table = pd.read_csv(tmp_path / "r.csv")
+    assert list(table.columns[:7]) == ["game", "flops", "params", "seed", "flops_actual", "kl", "loss"]
+    assert "kl" in xr.load_dataset(tmp_path / "r.nc")
+    write_json(_evaluation("Qbert", 30), tmp_path / "old.json")  # an Atari evaluation from before the KL
+    with pytest.raises(DataFileError, match=r"old.json lacks kl"):
+        gather_results([tmp_path / "old.json"], [], tmp_path / "s.nc", tmp_path / "s.csv", log=lambda *_: None)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from golden import GOLDEN, differences, machine, study_values
-from test_scaling import synthetic_results
+from sweeps import synthetic_results
 from workflow_checks import check_report, check_study_outputs, load_config, report_parts
 
 from ilscaling.config import games_of
