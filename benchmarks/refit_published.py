@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ilscaling.published import read_published
-from ilscaling.scaling import FitConfig, fit_results
+from ilscaling.fit import FitConfig, fit_results
 from machine import describe
 
 

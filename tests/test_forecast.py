@@ -6,14 +6,14 @@ import math
 import numpy as np
 import pytest
 import yaml
-from test_scaling import BUDGETS, pure_law_results
+from sweeps import BUDGETS, pure_law_results
 
 from ilscaling.config import ConfigError, forecast_budget, forecast_episodes, validate_config
 from ilscaling.forecast import (
     bc_args_from_forecast, check_prediction, forecast_verdict, format_sizes, nearest_width, parse_sizes, plan_forecast,
     samples_for_budget, verdict_markdown, write_verdict_report,
 )
-from ilscaling.scaling import FitConfig, fit_results
+from ilscaling.fit import FitConfig, fit_results
 
 # (params, training FLOPs per sample) of three widths (the smoke study's Breakout CNN)
 SIZES = {1: (725, 642888.0), 2: (1582, 1338048.0), 4: (3704, 2885184.0)}
@@ -269,16 +269,10 @@ def test_verdict_checks_the_loss_against_both_laws_and_names_the_better_one(fits
     assert "| vertex | loss (E + A C^b) |" in text
     assert f"- vertex: {plan['loss_forms']['vertex']['why']}" in text
 
-    # A plan written before the saturating law still gives a verdict.
-    old = {**plan, "predictions": {m: {k: v for k, v in p.items() if k != "loss_saturating"}
-                                   for m, p in plan["predictions"].items()}}
-    old.pop("loss_forms")
-    assert {c["quantity"] for c in forecast_verdict(old, evaluation_of(old, 1.0, 1.0))["checks"]} == {"loss", "return"}
-
 
 def test_the_verdict_compares_the_loss_metric_that_was_fitted():
     """KL fitted: the forecast agent's measured KL (not its cross entropy) is judged against the forecast."""
-    from test_scaling import ENTROPY, with_kl
+    from sweeps import ENTROPY, with_kl
 
     kl_fits = fit_results(with_kl(pure_law_results()), FitConfig(bootstrap=0, loss_metric="kl"))
     plan = plan_forecast(kl_fits, "Synth", C_STAR, sizes_around(0.3 * C_STAR**0.6))

@@ -3,11 +3,11 @@
 import pytest
 from docutils.core import publish_parts
 from test_forecast import C_STAR, evaluation_of, sizes_around
-from test_scaling import pure_law_results
+from sweeps import pure_law_results
 
 from ilscaling.forecast import forecast_verdict, plan_forecast
 from ilscaling.frontpage import laws_rst, rst_text, verdicts_rst
-from ilscaling.scaling import FitConfig, fit_results
+from ilscaling.fit import FitConfig, fit_results
 
 
 def html_of(text: str) -> str:

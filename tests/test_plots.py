@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import xarray as xr
-from test_scaling import synthetic_results
+from sweeps import synthetic_results
 
 from ilscaling.flops import budget_label
-from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM, overview_figure, plot_all, plot_game, saturating_fit
-from ilscaling.scaling import FitConfig, seed_means, write_fits
+from ilscaling.fit import FitConfig, saturating_fit, seed_means, write_fits
+from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM, overview_figure, plot_all, plot_game
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BUDGETS = (1e15, 1e16, 1e17, 1e18, 1e19)
@@ -104,13 +104,15 @@ def test_every_loss_axis_names_the_metric_that_was_fitted(tmp_path, monkeypatch)
     """KL fitted for one game, cross entropy for the other (no KL): each figure says which it shows,
     and shows that metric's values."""
     import ilscaling.plots as plots
-    from test_scaling import ENTROPY, with_kl
+    import ilscaling.plots.laws
+    import ilscaling.plots.style
+    from sweeps import ENTROPY, with_kl
 
     results = with_kl(synthetic_results(games=("Atari", "NetHack"), budgets=BUDGETS, noise=0.01), games=["Atari"])
     results.to_netcdf(tmp_path / "results.nc")
     write_fits(tmp_path / "results.nc", tmp_path / "fits.nc", tmp_path / "summary.md", FitConfig(loss_metric="kl"))
     seen = {}
-    real_save = plots._save
+    real_save = ilscaling.plots.style.save
 
     def keep_labels(fig, out_dir, stem):
         texts = [fig._suptitle.get_text() if fig._suptitle else ""]
@@ -119,7 +121,8 @@ def test_every_loss_axis_names_the_metric_that_was_fitted(tmp_path, monkeypatch)
         seen[(out_dir.name, stem)] = (" ".join(texts), [ax for ax in fig.axes])
         return real_save(fig, out_dir, stem)
 
-    monkeypatch.setattr(plots, "_save", keep_labels)
+    for module in (plots, ilscaling.plots.laws):  # each saves by the name it imported
+        monkeypatch.setattr(module, "save", keep_labels)
     plot_all(tmp_path / "results.nc", tmp_path / "fits.nc", tmp_path / "figures")
     for game, metric, other in (("Atari", "KL(expert ‖ BC)", "cross entropy"), ("NetHack", "cross entropy", "KL")):
         for stem in ("isoflop_loss", "optimal_params", "optimal_samples", "loss_frontier", "return_vs_loss",

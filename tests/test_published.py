@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ilscaling.published import detect_layout, list_games, read_published
-from ilscaling.scaling import FitConfig, fit_results
+from ilscaling.fit import FitConfig, fit_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT.parent / "shared" / "published" / "atari"
@@ -101,7 +101,7 @@ def test_every_game_in_the_folder_is_fitted_with_intervals(atari):
 @needs_published
 def test_seed_files_average_in_as_the_authors_running_mean(atari):
     results, _ = atari
-    from ilscaling.scaling import seed_means
+    from ilscaling.fit import seed_means
 
     authors = _authors_table("Boxing", "return")
     means = seed_means(results[["loss", "return", "samples", "return_weight"]]).sel(game="Boxing")
@@ -129,7 +129,7 @@ def test_atari_layout_reads_and_averages_seed_files(tmp_path):
     _write_atari(tmp_path)
     results = read_published(tmp_path)
     assert detect_layout(tmp_path) == "atari" and list(results["game"].values) == ["Pong"]
-    from ilscaling.scaling import seed_means
+    from ilscaling.fit import seed_means
 
     means = seed_means(results[["loss", "return", "samples", "return_weight"]])
     assert float(means["return"].sel(game="Pong", flops=1e13, params=1000)) == pytest.approx((10.0 + 20.0) / 2)
@@ -257,7 +257,7 @@ def test_broken_results_and_evaluations_are_named(tmp_path):
     from ilscaling.evaluate import gather_results
     from ilscaling.io import DataFileError, write_json
     from ilscaling.plots import plot_all
-    from ilscaling.scaling import write_fits
+    from ilscaling.fit import write_fits
 
     (tmp_path / "results.nc").write_bytes(b"")
     with pytest.raises(DataFileError, match=r"results .*results.nc is empty"):   # was: an xarray backend error

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from golden import GOLDEN, differences, machine, study_values
-from test_scaling import synthetic_results
+from sweeps import synthetic_results
 from workflow_checks import check_report, check_study_outputs, load_config, report_parts
 
 from ilscaling.config import games_of
 from ilscaling.frontpage import write_laws_rst
 from ilscaling.plots import plot_all
-from ilscaling.scaling import FitConfig, write_fits
+from ilscaling.fit import FitConfig, write_fits
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ilscaling.scaling import FitConfig
+from ilscaling.fit import FitConfig
 
 POSITIONAL = {"positional": True}
 
@@ -189,7 +189,8 @@ class IngestPublished:
     """results.csv"""
 
     def run(self):
-        from ilscaling.published import read_published, write_results
+        from ilscaling.published import read_published
+        from ilscaling.results_file import write_results
 
         dataset = read_published(self.path)
         write_results(dataset, self.out_nc, self.out_csv)
@@ -397,7 +398,7 @@ class ScaleCheck:
 
 @dataclass(kw_only=True, frozen=True)
 class Fit(FitConfig):
-    """isoFLOP profiles and power laws of every game of a results file (options: scaling.FitConfig)."""
+    """isoFLOP profiles and power laws of every game of a results file (options: fit.FitConfig)."""
 
     results: str
     """results.nc"""
@@ -407,7 +408,7 @@ class Fit(FitConfig):
     """summary.md"""
 
     def run(self):
-        from ilscaling.scaling import write_fits
+        from ilscaling.fit import write_fits
 
         options = FitConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FitConfig)})
         write_fits(self.results, self.out_nc, self.summary, options)

@@ -32,7 +32,8 @@ import xarray as xr
 
 from ilscaling.data.atari import Demonstrations
 from ilscaling.families import build_model, family_of
-from ilscaling.io import DataFileError, atomic_path, load_torch, provenance, read_json, require_keys, write_json
+from ilscaling.io import DataFileError, load_torch, provenance, read_json, require_keys, write_json
+from ilscaling.results_file import build_results, write_results
 
 
 HELDOUT_LOSS_PRECISION = "float32 logits, float64 log-softmax"
@@ -242,31 +243,22 @@ def gather_results(eval_paths: list[str | Path], card_paths: list[str | Path], o
     rows = [_evaluation_row(path) for path in eval_paths]
     if not rows:
         raise ValueError("no evaluation results to gather")
-    table = pd.DataFrame(rows).sort_values(["game", "flops", "params", "seed"])
-    dataset = table.set_index(["game", "flops", "params", "seed"]).to_xarray()
     cards = {}
     for path in card_paths:
         card = require_keys(read_json(path, "data card"), ("game",), "data card", path)
         cards[card["game"]] = card
-    games = dataset.game.values
-    dataset["expert_return"] = ("game", [cards.get(g, {}).get("expert_mean_return", np.nan) for g in games])
+    expert = {name: {game: card[key] for game, card in cards.items() if key in card}
+              for name, key in (("expert_return", "expert_mean_return"), ("expert_loss", "expert_cross_entropy"),
+                                ("expert_kl", "expert_kl"))}
+    dataset = build_results(rows, expert)
     # The expert's cross entropy on its own demonstrations: the floor of the held-out loss.
-    dataset["expert_loss"] = ("game", [cards.get(g, {}).get("expert_cross_entropy", np.nan) for g in games])
     dataset["expert_loss"].attrs.update(long_name="expert's cross entropy on its demonstrations (loss floor)")
-    dataset["expert_kl"] = ("game", [cards.get(g, {}).get("expert_kl", np.nan) for g in games])
     dataset["expert_kl"].attrs.update(long_name="expert network's KL to the policy it played (0 when it sampled)")
-    dataset["loss"].attrs.update(long_name="held-out cross entropy", units="nats")
-    dataset["kl"].attrs.update(long_name="held-out KL(expert policy || BC policy)", units="nats",
-                               note="mean over held-out frames against the expert's recorded action distribution; "
+    dataset["kl"].attrs.update(note="mean over held-out frames against the expert's recorded action distribution; "
                                     "NaN for NetHack (no expert distribution)")
-    dataset["return"].attrs.update(long_name="mean episode return of the sampled policy")
-    dataset["flops"].attrs.update(long_name="training compute budget", units="FLOPs")
-    dataset["params"].attrs.update(long_name="model parameters")
     dataset.attrs.update(source="ilscaling", description="BC scaling sweep: held-out loss and return per checkpoint")
-    with atomic_path(out_nc, suffix=".nc") as tmp:
-        dataset.to_netcdf(tmp)
-    with atomic_path(out_csv, suffix=".csv") as tmp:
-        table.to_csv(tmp, index=False)
+    write_results(dataset, out_nc, out_csv)
+    table = pd.DataFrame(rows)
     for game, rows in table.groupby("game"):
         log(f"{game}: {len(rows)} evaluations, {rows['flops'].nunique()} budgets, {rows['params'].nunique()} sizes, "
             f"loss {rows['loss'].min():.4f}..{rows['loss'].max():.4f}, kl {rows['kl'].min():.4f}.."

@@ -30,7 +30,7 @@ import xarray as xr
 
 from ilscaling.flops import budget_label, epochs_for_budget
 from ilscaling.io import atomic_path, open_netcdf, read_json, write_json
-from ilscaling.scaling import (FLOOR_METHODS, LOSS_METRIC_TEXT, LOSS_METRICS, METHODS, FitConfig,
+from ilscaling.fit import (FLOOR_METHODS, LOSS_METRIC_TEXT, LOSS_METRICS, METHODS, FitConfig,
                                fitted_loss_metric, floor_comparison, law_fit)
 
 QUANTITIES = {"loss": "l_min", "return": "r_max"}  # verdict quantity -> forecast target of fits.nc
@@ -119,20 +119,14 @@ def game_predictions(fits: xr.Dataset, game: str) -> dict[str, dict]:
         row = fits["forecast"].sel({"game": game, "method": method})
         out[method] = {"n_opt": _triple(row.sel(target="n_opt")), "d_opt": _triple(row.sel(target="d_opt")),
                        "loss": _triple(row.sel(target="l_min")), "return": _triple(row.sel(target="r_max"))}
-        if "floor_forecast" in fits and method in FLOOR_METHODS:
+        if method in FLOOR_METHODS:
             out[method][SATURATING] = _triple(fits["floor_forecast"].sel(game=game, floor_method=method))
     return out
 
 
 def loss_forms(fits: xr.Dataset, game: str) -> dict[str, dict]:
     """Per method, which L_min law (pure or saturating) cross-validates better, and why."""
-    if "floor_info" not in fits:
-        return {}
-    out = {}
-    for method in FLOOR_METHODS:
-        better, why = floor_comparison(fits, game, method)
-        out[method] = {"better": better, "why": why}
-    return out
+    return {method: dict(zip(("better", "why"), floor_comparison(fits, game, method))) for method in FLOOR_METHODS}
 
 
 def parametric_at(fits: xr.Dataset, game: str, params: float, samples: float) -> dict[str, float | None]:
@@ -144,7 +138,7 @@ def parametric_at(fits: xr.Dataset, game: str, params: float, samples: float) ->
         return {"loss": None, "return": None}
     loss = coef["E"] + coef["A"] / params ** coef["alpha"] + coef["B"] / samples ** coef["beta"]
     rvl = law_fit(fits, game, "return_vs_loss")
-    shift = float(fits["return_shift"].sel(game=game)) if "return_shift" in fits else 0.0
+    shift = float(fits["return_shift"].sel(game=game))
     value = float(rvl.predict(1.0 / loss)) - shift if rvl is not None else None
     return {"loss": loss, "return": value}
 
@@ -245,8 +239,7 @@ def forecast_verdict(plan: dict, evaluation: dict) -> dict:
     if evaluation["game"] != plan["game"] or int(evaluation["width"]) != int(plan["width"]):
         raise ValueError(f"evaluation of {evaluation['game']} w{evaluation['width']} does not belong to the "
                          f"forecast of {plan['game']} w{plan['width']}")
-    # Plans written before the loss metric could be chosen forecast the cross entropy.
-    metric = plan.get("loss_metric", "cross_entropy")
+    metric = plan["loss_metric"]
     if LOSS_METRICS[metric] not in evaluation:
         raise ValueError(f"the forecast of {plan['game']} predicts the {LOSS_METRIC_TEXT[metric]}, but its evaluation "
                          f"has no {LOSS_METRICS[metric]!r} (evaluated before the KL was measured?)")
@@ -256,8 +249,10 @@ def forecast_verdict(plan: dict, evaluation: dict) -> dict:
     measured_values[SATURATING] = measured["loss"]
     for method in METHODS:
         for quantity in (*QUANTITIES, SATURATING):
-            predicted = plan["predictions"][method].get(quantity)  # plans made before the saturating law lack it
-            if predicted is None or predicted["value"] is None:
+            if quantity == SATURATING and method not in FLOOR_METHODS:
+                continue  # the saturating loss law runs through per-budget optima: raw and vertex only
+            predicted = plan["predictions"][method][quantity]
+            if predicted["value"] is None:
                 continue
             checks.append({"method": method, "quantity": quantity, "interval": INTERVALS[(method, quantity)],
                            **check_prediction(measured_values[quantity], predicted)})
@@ -271,8 +266,8 @@ def forecast_verdict(plan: dict, evaluation: dict) -> dict:
                      "samples": evaluation["samples"], "epochs": evaluation.get("epochs"),
                      "heldout_frames": evaluation.get("heldout_frames"),
                      "episodes_truncated": evaluation.get("episodes_truncated")},
-        "parametric_at_width": plan.get("parametric_at_width"),
-        "loss_forms": plan.get("loss_forms", {}),
+        "parametric_at_width": plan["parametric_at_width"],
+        "loss_forms": plan["loss_forms"],
         "checks": checks,
     }
 
@@ -302,7 +297,7 @@ def _inside_text(inside) -> str:
 
 
 def _metric_text(verdict: dict) -> str:
-    return LOSS_METRIC_TEXT[verdict.get("loss_metric", "cross_entropy")]
+    return LOSS_METRIC_TEXT[verdict["loss_metric"]]
 
 
 def _percent(value) -> str:
@@ -333,12 +328,12 @@ def _game_section(verdict: dict) -> list[str]:
         quantity = QUANTITY_LABELS.get(c["quantity"], c["quantity"])
         lines.append(f"| {c['method']} | {quantity} | {_num(c['predicted'])} | {interval} | {_num(c['measured'])} "
                      f"| {_inside_text(c['inside'])}{degenerate} | {_percent(c['relative_error'])} | {c['interval']} |")
-    forms = verdict.get("loss_forms") or {}
+    forms = verdict["loss_forms"]
     if forms:
         lines += ["", "Which L_min law to trust (one-step-ahead cross-validation over the sweep's budgets):"]
         lines += [f"- {method}: {form['why']}" for method, form in forms.items()]
-    at_width = verdict.get("parametric_at_width") or {}
-    if at_width.get("loss") is not None:
+    at_width = verdict["parametric_at_width"]
+    if at_width["loss"] is not None:
         lines += ["", f"The parametric surface at the run actually trained (N = {verdict['params']:,}, "
                       f"D = {verdict['samples_planned']:.4g}): loss {_num(at_width['loss'])}, return "
                       f"{_num(at_width['return'])} (point values)."]

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ilscaling.fit import LAW_LABELS, LAW_QUANTITIES, LINEAR_IN_LOG10_X, FitConfig, format_interval
 from ilscaling.forecast import VERDICT_COLUMNS, verdict_cells
 from ilscaling.flops import budget_label
 from ilscaling.io import atomic_path, open_netcdf, read_json
-from ilscaling.plots import loss_metric_name
-from ilscaling.scaling import LAW_LABELS, LAW_QUANTITIES, LINEAR_IN_LOG10_X, FitConfig, _format_interval
+from ilscaling.plots.style import loss_metric_name
 
 LAW_COLUMNS = ("game", "method", "law", "exponent", "interval", "R²", "points fitted")
 HEADLINE_METHODS = ("raw", "vertex")  # the per-budget optima: best evaluated size, parabola vertex
@@ -45,7 +45,7 @@ def _law_row(fits: xr.Dataset, game: str, method: str, quantity: str) -> list[st
     if not np.isfinite(slope):
         note = str(fits["law_notes"].sel(where).item())
         return [game, method, f"``{label}``", "not fitted", rst_text(note) or "–", "–", "0"]
-    return [game, method, f"``{label}``", f"{slope:.3f}", _format_interval(row), f"{float(row.sel(stat='r2')):.3f}",
+    return [game, method, f"``{label}``", f"{slope:.3f}", format_interval(row), f"{float(row.sel(stat='r2')):.3f}",
             f"{int(row.sel(stat='n_points'))}"]
 
 

@@ -1,6 +1,6 @@
 """Published results into the project's results Dataset (dims game, flops, params, seed).
 
-Three inputs, all giving the Dataset that `ilscaling.evaluate.gather_results` writes (loss, kl,
+Three inputs, all giving the Dataset of `ilscaling.results_file` (what `evaluate.gather_results` writes: loss, kl,
 return, return_sem, samples, epochs; NaN where not run; `expert_return` per game). Published results
 hold no KL to the expert's policy (no expert distribution was released): `kl` is NaN throughout, so
 their fits use the cross entropy whatever fit.loss_metric says, and fits.nc records it.
@@ -19,7 +19,7 @@ Extra Atari seed files are combined the way the authors' plotting code does it: 
 mean over files, `value = (value * i + extra) / (i + 1)` with i counting the files read so far
 (so a size missing from one file weighs the later ones differently from a plain mean). Each
 file is kept as its own `seed`, and the weights that reproduce the authors' numbers are stored
-as `return_weight`; `ilscaling.scaling.seed_means` uses them.
+as `return_weight`; `ilscaling.fit.seed_means` uses them.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-DIMS = ("game", "flops", "params", "seed")
-VALUE_COLUMNS = ("loss", "kl", "return", "return_sem", "samples", "epochs")
+from ilscaling.results_file import build_results, validate_results
+
 CSV_COLUMNS = ("game", "flops", "params", "samples", "loss", "return")
 ATARI_FOLDERS = ("eval_loss", "eval_return", "flop_params_to_samples")
 NETHACK_LOSS = re.compile(r"eval_loss_overlap_(?P<overlap>\d+)_model_(?P<budget>[0-9.]+e\+?[0-9]+)\.tar$")
@@ -102,7 +102,7 @@ def read_published(path: str | Path) -> xr.Dataset:
         parts = [read_atari(path / "atari")] if (path / "atari").is_dir() else []
         parts += [read_nethack(path / "nethack")] if (path / "nethack").is_dir() else []
         dataset = xr.concat(parts, "game", data_vars="all", join="outer") if len(parts) > 1 else parts[0]
-    check_results(dataset, str(path))
+    validate_results(dataset, source=str(path))
     dataset.attrs.update(layout=layout, source_path=str(path))
     return dataset
 
@@ -129,46 +129,11 @@ def _budget(text, where: str) -> float:
     return budget
 
 
-def _dataset_from_rows(rows: list[dict], expert: dict[str, float] | None = None) -> xr.Dataset:
+def _dataset_from_rows(rows: list[dict]) -> xr.Dataset:
     """Rows with DIMS and some VALUE_COLUMNS into the results Dataset (NaN where absent)."""
-    table = pd.DataFrame(rows)
-    for column in VALUE_COLUMNS:
-        if column not in table:
-            table[column] = np.nan
-    duplicated = table.duplicated(list(DIMS))
-    if duplicated.any():
-        first = table[duplicated].iloc[0]
-        raise ValueError(f"game {first['game']!r}: duplicate result for flops={first['flops']:g}, "
-                         f"params={first['params']:g}, seed={first['seed']}")
-    extra = [c for c in table.columns if c not in DIMS]
-    dataset = table.set_index(list(DIMS))[extra].to_xarray()
-    dataset = dataset.assign_coords(params=dataset["params"].values.astype(np.int64))
-    expert = expert or {}
-    dataset["expert_return"] = ("game", [expert.get(g, np.nan) for g in dataset["game"].values])
-    dataset["loss"].attrs.update(long_name="held-out cross entropy")
-    dataset["kl"].attrs.update(long_name="held-out KL(expert policy || BC policy)", note="not published: NaN")
-    dataset["return"].attrs.update(long_name="mean episode return")
-    dataset["flops"].attrs.update(long_name="training compute budget", units="FLOPs")
-    dataset["params"].attrs.update(long_name="model parameters")
+    dataset = build_results(rows, {"expert_return": {}})  # the authors released no expert returns
+    dataset["kl"].attrs.update(note="not published: NaN")
     return dataset
-
-
-def check_results(dataset: xr.Dataset, source: str) -> None:
-    """Reject what no fit can use: no games, a game with one budget, non-positive loss."""
-    if dataset.sizes.get("game", 0) == 0 or dataset.sizes.get("flops", 0) == 0:
-        raise ValueError(f"{source}: no results (empty)")
-    for game in map(str, dataset["game"].values):
-        data = dataset.sel(game=game)
-        loss, returns = data["loss"].values, data["return"].values
-        if not (np.isfinite(loss).any() or np.isfinite(returns).any()):
-            raise ValueError(f"{source}: game {game!r} has no finite loss or return (all NaN)")
-        if np.any(loss[np.isfinite(loss)] <= 0):
-            raise ValueError(f"{source}: game {game!r} has non-positive loss values; a cross entropy must be > 0")
-        has = np.isfinite(loss) | np.isfinite(returns)
-        budgets = data["flops"].values[has.any(axis=(1, 2))]
-        if len(budgets) < 2:
-            raise ValueError(f"{source}: game {game!r} has results of a single compute budget "
-                             f"({', '.join(f'{b:g}' for b in budgets)}); scaling laws need at least 2")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,15 +376,3 @@ def read_tidy_csv(path: str | Path) -> xr.Dataset:
     table["seed"] = table["seed"].astype(np.int64)
     rows = table[["game", "flops", "params", "seed", "samples", "loss", "return"]].to_dict("records")
     return _dataset_from_rows(rows)
-
-
-def write_results(dataset: xr.Dataset, out_nc: str | Path, out_csv: str | Path | None = None) -> None:
-    """results.nc (and a tidy CSV twin) written atomically."""
-    from ilscaling.io import atomic_path
-
-    with atomic_path(out_nc, suffix=".nc") as tmp:
-        dataset.to_netcdf(tmp)
-    if out_csv is not None:
-        table = dataset.drop_vars("expert_return").to_dataframe().dropna(how="all", subset=["loss", "return"])
-        with atomic_path(out_csv, suffix=".csv") as tmp:
-            table.reset_index().to_csv(tmp, index=False)

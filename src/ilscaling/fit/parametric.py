@@ -25,12 +25,16 @@ not 6N.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
+import xarray as xr
 from scipy import optimize
 
-HUBER_DELTA = 1e-3
+from ilscaling.fit.config import LAW_STATS, FitConfig
+from ilscaling.fit.stats import HUBER_DELTA, huber, huber_irls, logsumexp
+
 PARAMETER_NAMES = ("E", "A", "B", "alpha", "beta")
 # Grid of starts over (e, a, b, alpha, beta); E = exp(e) etc. Wider than Chinchilla's in e because
 # BC cross entropies can reach 0.05.
@@ -38,18 +42,6 @@ START_GRID = (np.linspace(-4.0, 1.0, 6), np.arange(0.0, 26.0, 5.0), np.arange(0.
               np.array([0.1, 0.25, 0.5, 0.8, 1.2, 2.0]), np.array([0.1, 0.25, 0.5, 0.8, 1.2, 2.0]))
 BOUNDS = [(-20.0, 10.0), (-20.0, 60.0), (-20.0, 60.0), (1e-3, 5.0), (1e-3, 5.0)]
 N_GRID = 400  # points of log N searched per budget for the compute-optimal size
-
-
-def logsumexp(terms: np.ndarray, axis: int) -> np.ndarray:
-    """log(sum(exp(terms))) along axis, stable; plain numpy (scipy's is ~5x slower on these small arrays)."""
-    top = terms.max(axis=axis, keepdims=True)
-    return np.squeeze(top, axis) + np.log(np.exp(terms - top).sum(axis=axis))
-
-
-def huber(residual: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
-    """Huber loss: quadratic within delta, linear outside."""
-    absolute = np.abs(residual)
-    return np.where(absolute <= delta, 0.5 * residual**2, delta * (absolute - 0.5 * delta))
 
 
 def log_predict(theta, log_n, log_d) -> np.ndarray:
@@ -89,53 +81,6 @@ def _batch_terms(theta, log_n, log_d):
 def _batch_objective(theta, log_n, log_d, log_loss, weights, delta):
     prediction = logsumexp(_batch_terms(theta, log_n, log_d), axis=1)
     return np.sum(weights * huber(prediction - log_loss, delta), axis=1)
-
-
-def huber_irls(theta, model, target, weights, bounds, delta=HUBER_DELTA, max_iter=100, tol=1e-9):
-    """Minimise sum(weights * huber(prediction - target)) for each row of theta (n, p), batched.
-
-    `model(rows)` gives (prediction (m, runs), jacobian (m, runs, p)) for m rows of parameters;
-    `target` is (runs,) or one row per theta (n, runs); `weights` is (n, runs); `bounds` one
-    (low, high) per parameter. Levenberg-Marquardt on the IRLS normal equations: a step is kept
-    only if it lowers that row's objective, otherwise that row's damping grows. Rows stop once a
-    kept step improves their objective by less than `tol` (relative), so later iterations only
-    touch the rest. Bounds are enforced by clipping.
-    """
-    theta = np.array(theta, float)
-    n_params = theta.shape[1]
-    low, high = np.array(bounds, float).T
-    target = np.broadcast_to(np.asarray(target, float), weights.shape)
-
-    def objective(rows, w, y):
-        return np.sum(w * huber(model(rows)[0] - y, delta), axis=1)
-
-    damping = np.full(len(theta), 1e-3)
-    current = objective(theta, weights, target)
-    active = np.arange(len(theta))
-    for _ in range(max_iter):
-        if len(active) == 0:
-            break
-        rows, w, y = theta[active], weights[active], target[active]
-        prediction, jacobian = model(rows)
-        residual = prediction - y
-        irls = w * np.minimum(1.0, delta / np.maximum(np.abs(residual), 1e-300))
-        weighted = jacobian * irls[..., None]
-        normal = np.matmul(weighted.transpose(0, 2, 1), jacobian)
-        gradient = np.einsum("nri,nr->ni", weighted, residual)
-        diagonal = np.einsum("nii->ni", normal)
-        damped = normal + (damping[active][:, None] * (diagonal + 1e-12))[:, :, None] * np.eye(n_params)
-        try:
-            step = np.linalg.solve(damped, gradient[..., None])[..., 0]
-        except np.linalg.LinAlgError:  # a term that vanishes on every run (e.g. a resample of one size)
-            step = (np.linalg.pinv(damped) @ gradient[..., None])[..., 0]
-        candidate = np.clip(rows - step, low, high)
-        trial = objective(candidate, w, y)
-        better = trial < current[active]
-        converged = (better & (current[active] - trial <= tol * current[active])) | (damping[active] > 1e10)
-        theta[active[better]], current[active[better]] = candidate[better], trial[better]
-        damping[active] = np.where(better, damping[active] / 3.0, damping[active] * 4.0)
-        active = active[~converged]
-    return theta
 
 
 def _surface_model(theta, log_n, log_d):
@@ -280,3 +225,97 @@ def compute_optimal(theta, budgets, table_n, table_cost, search_dex: float = 3.0
     if len(theta) == 1:
         return {key: value[0] for key, value in out.items()}
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One game's surface: the fit on its runs, allocations at its budgets and C*, the holdout refit
+# ---------------------------------------------------------------------------------------------
+
+MIN_RUNS = 6  # five parameters plus one degree of freedom
+
+
+@dataclass(frozen=True)
+class SurfaceResult:
+    """L(N, D) of one game and what follows from it; `fit` is None when it was not fitted (see `note`)."""
+
+    note: str
+    fit: ParametricFit | None = None
+    best_alloc: dict[str, np.ndarray] = field(default_factory=dict)  # n_opt, d_opt, l_min at the budgets and C*
+    alloc: dict[str, np.ndarray] = field(default_factory=dict)  # the same with bootstrap bounds: (targets, bound)
+    boot_alloc: dict[str, np.ndarray] | None = None  # per resample: (resamples, targets)
+    l_forecast_pi: np.ndarray | None = None  # a new run's loss at C*: lo, hi
+    holdout_budgets: np.ndarray = field(default_factory=lambda: np.array([]))
+    holdout_l_min: np.ndarray | None = None  # L* at the held-out budgets by the refit without them
+
+
+def _run_table(means: xr.Dataset) -> pd.DataFrame:
+    """Seed-averaged runs of one game with finite loss and samples (one row per budget and size)."""
+    table = means[["loss", "samples"]].to_dataframe().reset_index()
+    return table[np.isfinite(table["loss"]) & np.isfinite(table["samples"]) & (table["samples"] > 0)]
+
+
+def _cost_table(means: xr.Dataset):
+    """FLOPs per sample of each size from the runs (budget / samples)."""
+    table = means["samples"].to_dataframe().reset_index().dropna(subset=["samples"])
+    return flops_per_sample_table(table["params"], table["flops"], table["samples"])
+
+
+def fit_surface(means: xr.Dataset, budgets, forecast_budget, config: FitConfig) -> SurfaceResult:
+    """L(N, D) on all runs and without the held-out budgets; allocations at every budget and C*."""
+    runs = _run_table(means)
+    n_runs = len(runs)
+    if n_runs < MIN_RUNS:
+        return SurfaceResult(f"not fitted: {n_runs} runs with loss and samples (need {MIN_RUNS})")
+    sizes, cost = _cost_table(means)
+    fit = fit_parametric(runs["params"], runs["samples"], runs["loss"], n_bootstrap=config.bootstrap,
+                         seed=config.bootstrap_seed)
+    targets = np.append(budgets, forecast_budget)
+    best = compute_optimal(fit.theta, targets, sizes, cost)
+    tail = 50 * (1 - config.confidence)
+    note = f"{n_runs} runs, {config.bootstrap} bootstrap resamples of runs"
+    if fit.at_bounds:
+        note += f"; at the bounds of the search: {fit.at_bounds}, which the data do not determine"
+    alloc = {key: np.stack([best[key], np.full(len(targets), np.nan), np.full(len(targets), np.nan)], -1)
+             for key in best}
+    boot, l_forecast_pi = None, None
+    if config.bootstrap:
+        boot = compute_optimal(fit.bootstrap, targets, sizes, cost)
+        for key in boot:
+            alloc[key][:, 1:] = np.percentile(boot[key], [tail, 100 - tail], axis=0).T
+        # A new run's loss at C*: the fitted L*(C*) of each resample times a resampled residual.
+        rng = np.random.default_rng(config.bootstrap_seed + 1)
+        noisy = boot["l_min"][:, -1] * np.exp(rng.choice(fit.log_residuals, len(boot["l_min"])))
+        l_forecast_pi = np.percentile(noisy, [tail, 100 - tail])
+
+    # Holdout: refit without the largest budgets' runs, predict their minimum loss.
+    k = config.holdout_budgets
+    held_budgets = np.sort(budgets)[::-1][:k] if k else np.array([])
+    keep = ~np.isin(runs["flops"].values, held_budgets)
+    holdout_l_min = None
+    if len(held_budgets) and keep.sum() >= MIN_RUNS:
+        kept = runs[keep]
+        refit = fit_parametric(kept["params"], kept["samples"], kept["loss"], n_bootstrap=0)
+        holdout_l_min = compute_optimal(refit.theta, held_budgets, sizes, cost)["l_min"]
+    return SurfaceResult(note, fit, best, alloc, boot, l_forecast_pi, held_budgets, holdout_l_min)
+
+
+def surface_law(result: SurfaceResult, budgets, quantity: str, observed_l_min, confidence: float) -> dict[str, float]:
+    """LAW_STATS of log10 N*, D*, L* vs log10 C over the game's budgets (bootstrap interval of the slope)."""
+    row = dict.fromkeys(LAW_STATS, np.nan)
+    log_c = np.log10(budgets)
+    design = np.column_stack([np.ones_like(log_c), log_c])
+    best = np.log10(result.best_alloc[quantity][:-1])
+    intercept, slope = np.linalg.lstsq(design, best, rcond=None)[0]
+    row.update(slope=slope, intercept=intercept, n_points=result.fit.n_points, n_excluded=0)
+    if result.boot_alloc is not None:
+        boot = np.log10(result.boot_alloc[quantity][:, :-1])
+        coefs = np.linalg.lstsq(design, boot.T, rcond=None)[0]
+        tail = 50 * (1 - confidence)
+        row.update(zip(("intercept_lo", "intercept_hi"), np.percentile(coefs[0], [tail, 100 - tail])))
+        row.update(zip(("slope_lo", "slope_hi"), np.percentile(coefs[1], [tail, 100 - tail])))
+    if quantity == "l_min" and result.holdout_l_min is not None:
+        observed = np.array([observed_l_min[np.flatnonzero(budgets == c)[0]] for c in result.holdout_budgets])
+        errors = np.log10(result.holdout_l_min) - np.log10(observed)
+        row.update(holdout_n=len(errors), holdout_rmse=float(np.sqrt(np.mean(errors**2))),
+                   holdout_max_abs_error=float(np.abs(errors).max()))
+    return row

@@ -3,12 +3,12 @@
 Held-out losses have an irreducible floor (the entropy of the demonstrator's actions), so a
 pure power law a * C**b, a line in log-log, bends away from the optima as C grows. This form
 adds the floor E. It is fitted as Besiroglu et al. (2024, "Chinchilla scaling: a replication
-attempt") recommend for such laws: Huber loss (delta 1e-3, `parametric.HUBER_DELTA`) on the
+attempt") recommend for such laws: Huber loss (delta 1e-3, `stats.HUBER_DELTA`) on the
 residual log(E + A C^b) - log L, minimised from a grid of starts, the best kept. E and A are
 parameterised by their logs (e, a) so both stay positive; C enters as x = log10 C - x_ref with
 x_ref the mean log10 C of the fitted budgets, which keeps e, a and b on similar scales. The grid
 is screened by one vectorised evaluation, the best starts are refined together by the batched
-Huber IRLS of `parametric.huber_irls`, and the best few are polished by L-BFGS-B (kept if lower).
+Huber IRLS of `stats.huber_irls`, and the best few are polished by L-BFGS-B (kept if lower).
 
 Intervals come from a residual bootstrap. The budgets are designed, not sampled, so the design is
 kept fixed and only the noise is resampled: each resample adds log residuals of the full fit,
@@ -23,12 +23,13 @@ exact and there is nothing to resample: no intervals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize
 
-from ilscaling.parametric import HUBER_DELTA, huber, huber_irls, logsumexp
+from ilscaling.fit.config import FLOOR_INFO, FitConfig
+from ilscaling.fit.stats import HUBER_DELTA, huber, huber_irls, logsumexp
 
 PARAMETERS = ("E", "A", "b")
 MIN_POINTS = 3  # three parameters
@@ -169,7 +170,7 @@ def fit_floor_law(budgets, values, *, n_bootstrap: int = 0, seed: int = 0, delta
 
 
 def floor_one_step_ahead(budgets, values) -> dict[str, float]:
-    """As `scaling.one_step_ahead` for the pure law: fit the first k budgets, predict budget k+1, for every
+    """As `laws.one_step_ahead` for the pure law: fit the first k budgets, predict budget k+1, for every
     k >= 3; the errors in log10 L, so the two forms' cv_rmse compare fold by fold."""
     order = np.argsort(budgets)
     budgets, values = np.asarray(budgets, float)[order], np.asarray(values, float)[order]
@@ -181,7 +182,7 @@ def floor_one_step_ahead(budgets, values) -> dict[str, float]:
 
 
 def floor_holdout(budgets, values, k: int) -> dict[str, float]:
-    """As `scaling.holdout_check`: refit without the largest k budgets, errors in log10 L on them."""
+    """As `laws.holdout_check`: refit without the largest k budgets, errors in log10 L on them."""
     budgets, values = np.asarray(budgets, float), np.asarray(values, float)
     held = np.zeros(len(budgets), bool)
     if k > 0:
@@ -193,3 +194,33 @@ def floor_holdout(budgets, values, k: int) -> dict[str, float]:
     errors = np.log10(fit.predict(budgets[held])) - np.log10(values[held])
     stats.update(holdout_rmse=float(np.sqrt(np.mean(errors**2))), holdout_max_abs_error=float(np.abs(errors).max()))
     return stats
+
+
+@dataclass(frozen=True)
+class CheckedFloorLaw:
+    """E + A C^b through one method's L_min optima, checked exactly as the pure law is."""
+
+    note: str
+    table: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.nan))  # (value, lo, hi) of E, A, b
+    info: dict = field(default_factory=lambda: dict.fromkeys(FLOOR_INFO, np.nan))
+    forecast: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))  # L_min at C*: value, lo, hi
+
+
+def floor_law_with_checks(budgets, values, forecast_budget: float, config: FitConfig) -> CheckedFloorLaw:
+    """The saturating law with its bootstrap intervals, FLOOR_INFO and the loss forecast at C*."""
+    if len(budgets) < MIN_POINTS:
+        return CheckedFloorLaw(f"not fitted: {len(budgets)} budgets (need {MIN_POINTS})")
+    fit = fit_floor_law(budgets, values, n_bootstrap=config.bootstrap, seed=config.bootstrap_seed)
+    info = dict.fromkeys(FLOOR_INFO, np.nan)
+    info.update(n_points=fit.n_points, huber_objective=fit.objective, n_bootstrap=fit.n_bootstrap,
+                n_bootstrap_usable=len(fit.bootstrap),
+                log_residual_sd=float(np.std(fit.log_residuals, ddof=1)) if fit.n_points > 1 else np.nan)
+    info.update(floor_one_step_ahead(budgets, values))
+    info.update(floor_holdout(budgets, values, config.holdout_budgets))
+    lo, hi = fit.prediction_interval(forecast_budget, config.confidence, config.bootstrap_seed + 1)
+    if fit.n_points == MIN_POINTS:
+        note = f"{MIN_POINTS} budgets: exact fit, no intervals"
+    else:
+        note = f"{fit.n_points} budgets; residual bootstrap, {len(fit.bootstrap)} of {fit.n_bootstrap} resamples usable"
+    return CheckedFloorLaw(note, fit.parameter_table(config.confidence), info,
+                           np.array([float(fit.predict(forecast_budget)), lo, hi]))
