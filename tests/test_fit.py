@@ -199,18 +199,18 @@ def test_fit_config_validates():
         FitConfig(bootstrap=-1)
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--negative-returns", "drop", "negative_returns must be one of"),
-    ("--bootstrap", "-1", "bootstrap must be >= 0"),
+@pytest.mark.parametrize("setting, message", [
+    ('{"negative_returns": "drop"}', "negative_returns must be one of"),
+    ('{"bootstrap": -1}', "bootstrap must be >= 0"),
 ])
-def test_fit_command_rejects_a_bad_setting_by_name(tmp_path, flag, value, message):
+def test_fit_command_rejects_a_bad_setting_by_name(tmp_path, setting, message):
     """`ilscaling fit` stops on the setting before it reads or writes anything."""
     from ilscaling.cli import main
 
     synthetic_results().to_netcdf(tmp_path / "results.nc")
     with pytest.raises(ValueError, match=message):
         main(["fit", "--results", str(tmp_path / "results.nc"), "--out-nc", str(tmp_path / "fits.nc"),
-              "--summary", str(tmp_path / "summary.md"), flag, value])
+              "--summary", str(tmp_path / "summary.md"), "--spec", setting])
     assert not (tmp_path / "fits.nc").exists()
 
 

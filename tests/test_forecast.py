@@ -65,14 +65,14 @@ def test_sizes_round_trip_through_the_command_line_format():
 # --- one source of C* -------------------------------------------------------------------------
 
 def test_fit_config_forecast_budget_precedence():
-    config = FitConfig(forecast_factor=2.0, forecast_budgets="A=1e13, B=5e13")
-    assert config.game_forecast_budgets() == {"A": 1e13, "B": 5e13}
+    config = FitConfig(forecast_factor=2.0, forecast_budgets={"A": 1e13, "B": 5e13})
     assert config.forecast_budget_of("A", 4e12) == 1e13
     assert config.forecast_budget_of("C", 4e12) == 8e12
     assert FitConfig().forecast_budget_of("C", 4e12) == 4e13  # default: 10x
     assert FitConfig(forecast_budget=3e13).forecast_budget_of("C", 4e12) == 3e13
     assert FitConfig.from_attrs(config.to_attrs()) == config
-    for bad in ("A", "A=", "A=-1", "=1e13", "A=x"):
+    assert config.to_attrs()["config_forecast_budgets"] == "A=10000000000000.0,B=50000000000000.0"
+    for bad in ({"A": None}, {"A": -1}, {"A": "x"}, {"A": float("inf")}):
         with pytest.raises(ValueError, match="forecast_budgets"):
             FitConfig(forecast_budgets=bad)
     with pytest.raises(ValueError, match="forecast_factor"):
@@ -81,7 +81,7 @@ def test_fit_config_forecast_budget_precedence():
 
 def test_fits_forecast_each_game_at_its_own_budget():
     results = pure_law_results(seeds=1, games=("A", "B"))
-    fits = fit_results(results, FitConfig(bootstrap=0, forecast_factor=3.0, forecast_budgets="A=1e19"))
+    fits = fit_results(results, FitConfig(bootstrap=0, forecast_factor=3.0, forecast_budgets={"A": 1e19}))
     assert float(fits["forecast_budget"].sel(game="A")) == 1e19
     assert float(fits["forecast_budget"].sel(game="B")) == pytest.approx(3 * max(BUDGETS))
     n_star = float(fits["forecast"].sel({"game": "A", "method": "vertex", "target": "n_opt", "bound": "value"}))

@@ -6,12 +6,10 @@ The workflow's jobs take a spec and a speed (ilscaling.jobs: JSON); the other co
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ilscaling.fit import FitConfig
 
 POSITIONAL = {"positional": True}
 
@@ -396,9 +394,9 @@ class ScaleCheck:
              extra)
 
 
-@dataclass(kw_only=True, frozen=True)
-class Fit(FitConfig):
-    """isoFLOP profiles and power laws of every game of a results file (options: fit.FitConfig)."""
+@dataclass(kw_only=True)
+class Fit(Job):
+    """isoFLOP profiles and power laws of every game of a results file (spec: fit.FitConfig)."""
 
     results: str
     """results.nc"""
@@ -408,10 +406,9 @@ class Fit(FitConfig):
     """summary.md"""
 
     def run(self):
-        from ilscaling.fit import write_fits
+        from ilscaling.fit import FitConfig, write_fits
 
-        options = FitConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FitConfig)})
-        write_fits(self.results, self.out_nc, self.summary, options)
+        write_fits(self.results, self.out_nc, self.summary, FitConfig(**self.values()))
 
 
 # The commands, as `ilscaling <name>` runs them (cli.py builds the parser from this table).

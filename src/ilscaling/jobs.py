@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from ilscaling.config import forecast_episodes
+from ilscaling.config import forecast_budget, forecast_episodes
 from ilscaling.families import family_of
 from ilscaling.flops import budget_label
 
@@ -83,6 +83,18 @@ def evaluation_threads(config: dict, game: str) -> int:
     """The evaluation job's threads: PyTorch's, and the worker processes where the family has them."""
     _, speed = family_of(game).evaluation_args(config)
     return max(speed["threads"], speed.get("processes", 1))
+
+
+def fit(config: dict, games=(), loss_metric: str | None = None) -> str:
+    """The fit's spec (fit.FitConfig): the config's fit section, C* of each of `games` as the forecast
+    stage trains it (forecast_budget: its one source), and `loss_metric` where given (published
+    results hold only cross entropy). In the study's order of games (fits.nc records it so)."""
+    spec = {key: value for key, value in config["fit"].items() if value is not None}
+    if loss_metric is not None:
+        spec["loss_metric"] = loss_metric
+    if games:
+        spec["forecast_budgets"] = {game: forecast_budget(config, game) for game in games}
+    return json.dumps(spec)
 
 
 def data_stage(config: dict, game: str, stage: str) -> tuple[str, Speed]:

@@ -245,36 +245,6 @@ def dataset_source(wildcards):
     )
 
 
-def fit_options(games=None, loss_metric=None):
-    """Every fit: key of the config as an `ilscaling fit` flag, and, for the study's `games`, C*.
-
-    `loss_metric`, when given, replaces fit.loss_metric (published results hold only cross entropy).
-
-    C* has one source, the forecast section: each game's C* is passed exactly as the forecast
-    stage trains it (forecast_budget). Without games (the `published` re-fits, where no agent is
-    trained) the fit forecasts at its default, 10x each game's largest budget.
-    """
-    flags = []
-    settings = {
-        **config["fit"],
-        **({"loss_metric": loss_metric} if loss_metric else {}),
-    }
-    for key, value in settings.items():
-        flag = f"--{key.replace('_', '-')}"
-        if isinstance(value, bool):
-            flags.append(flag if value else f"--no-{key.replace('_', '-')}")
-        elif value is not None:
-            flags.append(
-                f"{flag} {float(value) if key == 'forecast_budget' else value}"
-            )
-    if games:
-        flags.append(
-            "--forecast-budgets "
-            + ",".join(f"{game}={forecast_budget(config, game)!r}" for game in games)
-        )
-    return " ".join(flags)
-
-
 # The forecast agent (forecast.smk), per game of FORECAST_GAMES.
 FORECAST = config["forecast"]
 

@@ -16,7 +16,7 @@ rule fit_scaling_laws:
     conda:
         CONDA_ENV
     params:
-        options=fit_options(GAMES),
+        spec=jobs.fit(config, GAMES),
     shell:
-        "ilscaling fit --results {input} --out-nc {output.fits} --summary {output.summary} "
-        "{params.options} > {log} 2>&1"
+        "ilscaling fit --spec {params.spec:q} --results {input} --out-nc {output.fits} "
+        "--summary {output.summary} > {log} 2>&1"

@@ -1,7 +1,7 @@
 # The paper's headline experiment, per game: forecast the compute-optimal agent at C* from the
 # fits, train it for exactly C* FLOPs, evaluate it with more games, and judge the forecast.
 # C* comes from the forecast section alone (forecast_budget below); the fit rule forecasts at the
-# same C* (fit_options), and `ilscaling forecast` refuses fits made at another one.
+# same C* (jobs.fit), and `ilscaling forecast` refuses fits made at another one.
 # The width is only known once the fits exist: the training job reads it from forecast.json.
 rule forecast_agent:
     input:

@@ -32,10 +32,10 @@ rule fit_published:
     conda:
         CONDA_ENV
     params:
-        options=fit_options(loss_metric="cross_entropy"),  # published results have no KL
+        spec=jobs.fit(config, loss_metric="cross_entropy"),  # published results have no KL
     shell:
-        "ilscaling fit --results {input} --out-nc {output.fits} --summary {output.summary} "
-        "{params.options} > {log} 2>&1"
+        "ilscaling fit --spec {params.spec:q} --results {input} --out-nc {output.fits} "
+        "--summary {output.summary} > {log} 2>&1"
 
 
 rule plot_published_game:

@@ -44,25 +44,35 @@ RETURN_BUDGET_VARIABLES = ("r_max", "r_max_lo", "r_max_hi", "n_opt_return", "n_o
 
 @dataclass(frozen=True)
 class FitConfig:
-    """How isoFLOP profiles feed the power laws."""
+    """How isoFLOP profiles feed the power laws (the study config's `fit` section, and C* per game)."""
 
-    # An optimum at the grid's edge is censored (the true one lies beyond), so it stays out of the power laws
-    # by default; it is still shown and listed. See the README's isoFLOP vertex defaults.
     exclude_edge_budgets: bool = True
-    min_sizes_per_budget: int = 3  # budgets with fewer evaluated sizes are skipped (vertex method)
-    confidence: float = 0.95  # level of every interval and band
-    # Fit each parabola only within this many decades of the raw optimum; 0 = all sizes (the default: on the
-    # authors' Atari data and on noisy synthetic sweeps a window raised the exponents' variance more than it
-    # removed the parabola's bias).
+    """Keep a budget whose optimum lies at the grid's edge out of the power laws: it is censored (the
+    true optimum lies beyond). It is still shown and listed."""
+    min_sizes_per_budget: int = 3
+    """Budgets with fewer evaluated sizes are skipped (vertex method)."""
+    confidence: float = 0.95
+    """Level of every interval and band."""
     vertex_window_dex: float = 0.0
-    holdout_budgets: int = 1  # refit without the largest k budgets and predict them
-    forecast_budget: float = 0.0  # target budget C* of the forecast, every game; 0 = forecast_factor x its largest budget
-    forecast_factor: float = 10.0  # C* = this x each game's largest budget (where forecast_budget is 0)
-    forecast_budgets: str = ""  # per-game C*, "Game=1e13,Game=5e13": overrides the two above for those games
-    negative_returns: str = "exclude"  # returns <= 0 in log fits: "exclude" them, or "shift" all returns
-    bootstrap: int = 1000  # resamples of the parametric fit L(N, D) and of the saturating loss law E + A C^b
+    """Fit each parabola only within this many decades of the raw optimum; 0: all sizes (on the
+    authors' Atari data and on noisy synthetic sweeps a window raised the exponents' variance more
+    than it removed the parabola's bias)."""
+    holdout_budgets: int = 1
+    """Refit without the largest k budgets and predict them."""
+    forecast_budget: float = 0.0
+    """Target budget C* of the forecast, every game; 0: forecast_factor x its largest budget."""
+    forecast_factor: float = 10.0
+    """C* = this x each game's largest budget (where forecast_budget is 0)."""
+    forecast_budgets: dict[str, float] = dataclasses.field(default_factory=dict)
+    """C* per game, FLOPs (the workflow's: the forecast section's); overrides the two above."""
+    negative_returns: str = "exclude"
+    """Returns <= 0 in log fits: exclude them, or shift all returns."""
+    bootstrap: int = 1000
+    """Resamples of the parametric fit L(N, D) and of the saturating loss law E + A C^b."""
     bootstrap_seed: int = 0
-    loss_metric: str = "cross_entropy"  # the loss fitted: "cross_entropy" (recorded actions) or "kl" (expert policy)
+    """Seeds the resamples."""
+    loss_metric: str = "cross_entropy"
+    """The loss fitted: cross_entropy (recorded actions) or kl (the expert's policy, where stored)."""
 
     def __post_init__(self):
         if self.min_sizes_per_budget < 3:
@@ -79,35 +89,24 @@ class FitConfig:
                              f"got {self.forecast_budget}")
         if not self.forecast_factor > 0:
             raise ValueError(f"forecast_factor must be > 0, got {self.forecast_factor}")
+        for game, budget in self.forecast_budgets.items():
+            if not isinstance(budget, (int, float)) or not budget > 0 or not np.isfinite(budget):
+                raise ValueError(f"forecast_budgets: {game}: {budget!r} is not a positive number of FLOPs")
         if self.negative_returns not in NEGATIVE_RETURN_MODES:
             raise ValueError(f"negative_returns must be one of {NEGATIVE_RETURN_MODES}, got {self.negative_returns!r}")
         if self.bootstrap < 0:
             raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
         if self.loss_metric not in LOSS_METRICS:
             raise ValueError(f"loss_metric must be one of {tuple(LOSS_METRICS)}, got {self.loss_metric!r}")
-        self.game_forecast_budgets()  # raises on a malformed spec
-
-    def game_forecast_budgets(self) -> dict[str, float]:
-        """The per-game budgets of `forecast_budgets` ("Game=1e13,Game=5e13")."""
-        budgets = {}
-        for item in filter(None, (part.strip() for part in self.forecast_budgets.split(","))):
-            game, sep, value = item.partition("=")
-            try:
-                budget = float(value) if sep and game.strip() else float("nan")
-            except ValueError:
-                budget = float("nan")
-            if not budget > 0 or not np.isfinite(budget):
-                raise ValueError(f"forecast_budgets: {item!r} is not Game=<positive FLOPs>")
-            budgets[game.strip()] = budget
-        return budgets
 
     def forecast_budget_of(self, game: str, largest_budget: float) -> float:
         """C* of one game: its own budget, else forecast_budget, else forecast_factor x its largest budget."""
-        return self.game_forecast_budgets().get(game) or self.forecast_budget or self.forecast_factor * largest_budget
+        return self.forecast_budgets.get(game) or self.forecast_budget or self.forecast_factor * largest_budget
 
     def to_attrs(self) -> dict:
-        """NetCDF attributes (no booleans there, so flags become 0/1)."""
-        return {f"config_{k}": int(v) if isinstance(v, bool) else v
+        """NetCDF attributes (no booleans there, so flags become 0/1; C* per game as Game=FLOPs,...)."""
+        return {f"config_{k}": int(v) if isinstance(v, bool) else
+                ",".join(f"{game}={float(c)!r}" for game, c in v.items()) if isinstance(v, dict) else v
                 for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
@@ -117,6 +116,10 @@ class FitConfig:
         for field in dataclasses.fields(cls):
             key = f"config_{field.name}"
             if key in attrs:
-                kind = type(field.default)
-                values[field.name] = kind(attrs[key].item() if hasattr(attrs[key], "item") else attrs[key])
+                value = attrs[key].item() if hasattr(attrs[key], "item") else attrs[key]
+                if field.name == "forecast_budgets":
+                    pairs = (item.split("=") for item in str(value).split(",") if item)
+                    values[field.name] = {game: float(budget) for game, budget in pairs}
+                else:
+                    values[field.name] = type(field.default)(value)
         return cls(**values)

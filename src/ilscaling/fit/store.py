@@ -199,7 +199,7 @@ def fit_results(results: xr.Dataset, config: FitConfig = FitConfig()) -> xr.Data
         "floor_param": ["E", "A", "b"], "floor_stat": list(FLOOR_INFO)})
     fits.attrs.update(config.to_attrs())
     fits.attrs.update(  # the description's module name is pinned by tests/golden/smoke.json
-        description="isoFLOP profiles, power laws and parametric fits of a BC scaling sweep (ilscaling.scaling)",
+        description="isoFLOP profiles, power laws and parametric fits of a BC scaling sweep (ilscaling.fit)",
         quad_coef="parabola in x=log10(params): log10(loss) for metric=loss, return for metric=return",
         law=(f"'{POWER_LAW}': log10 y = intercept + slope*log10 x (y = 10**intercept * x**slope); "
              f"'{LINEAR_IN_LOG10_X}': y = intercept + slope*log10 x; x = FLOPs, except "
