@@ -75,6 +75,9 @@ class FitConfig:
     """The loss fitted: cross_entropy (recorded actions) or kl (the expert's policy, where stored)."""
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):  # a YAML or JSON 0 where a float is meant is 0.0 (fits.nc records it)
+            if field.type == "float" and isinstance(getattr(self, field.name), int):
+                object.__setattr__(self, field.name, float(getattr(self, field.name)))
         if self.min_sizes_per_budget < 3:
             raise ValueError(f"min_sizes_per_budget must be >= 3 (a quadratic has 3 coefficients), "
                              f"got {self.min_sizes_per_budget}")
