@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ilscaling.config import ConfigError, load_config, sweep_runs
+from ilscaling.config import ConfigError, load_config
+from ilscaling.sweep import sweep_runs
 from ilscaling.scalecheck import check
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ilscaling.config import ConfigError, propose_grid, sweep_runs, validate_config
+from ilscaling.config import ConfigError, validate_config
+from ilscaling.sweep import propose_grid, sweep_runs
 from ilscaling.models.atari import model_size
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from ilscaling import job_resources
-from ilscaling.config import sweep_runs, validate_config
+from ilscaling.config import validate_config
+from ilscaling.sweep import sweep_runs
 from ilscaling.scalecheck import dry_run, parse_jobs, report, totals, training_flops
 
 ROOT = Path(__file__).resolve().parents[1]

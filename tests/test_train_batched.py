@@ -169,7 +169,8 @@ def test_workflow_uses_the_group_rule_when_enabled(tmp_path):
 def test_groups_follow_the_config():
     import yaml
 
-    from ilscaling.config import batched_groups, validate_config
+    from ilscaling.config import validate_config
+    from ilscaling.sweep import batched_groups
 
     config = validate_config(yaml.safe_load((Path(__file__).parents[1] / "configs/paper-atari.yaml").read_text()))
     groups = batched_groups(config)

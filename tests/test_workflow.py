@@ -11,7 +11,7 @@ from golden import GOLDEN, differences, machine, study_values
 from sweeps import synthetic_results
 from workflow_checks import check_report, check_study_outputs, load_config, report_parts
 
-from ilscaling.config import games_of
+from ilscaling.families import games_of
 from ilscaling.frontpage import write_laws_rst
 from ilscaling.plots import plot_all
 from ilscaling.fit import FitConfig, write_fits

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import xarray as xr
 
-from ilscaling.config import forecast_budget, forecast_episodes, load_config, sweep_runs
+from ilscaling.config import forecast_budget, forecast_episodes, load_config
 from ilscaling.families import family_of, games_of
+from ilscaling.sweep import sweep_runs
 from ilscaling.flops import budget_label
 from ilscaling.io import read_json
 from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM

@@ -330,8 +330,9 @@ class CheckConfig:
     def run(self):
         # Snakemake reads --configfile itself before the workflow runs, and says less: a missing
         # file is a traceback, a YAML error gives no file or line.
-        from ilscaling.config import ConfigError, merged, missing_data, read_config_file, sweep_runs, validate_config
+        from ilscaling.config import ConfigError, merged, missing_data, read_config_file, validate_config
         from ilscaling.families import games_of
+        from ilscaling.sweep import sweep_runs
 
         named = " + ".join(self.configfile)
         study = {}
@@ -361,8 +362,9 @@ class ProposeGrid:
     def run(self):
         import yaml
 
-        from ilscaling.config import load_config, proposed_grid
+        from ilscaling.config import load_config
         from ilscaling.families import family_of, games_of
+        from ilscaling.sweep import proposed_grid
 
         config = load_config(self.configfile)
         for game in games_of(config):

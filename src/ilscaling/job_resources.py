@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ilscaling.config import model_sizes, proposed_grid
+from ilscaling.sweep import model_sizes, proposed_grid
 from ilscaling.families import family_of
 from ilscaling.families.atari import FRAME_BYTES
 

@@ -79,7 +79,9 @@ def totals(jobs: list[tuple[str, dict[str, str]]]) -> dict[str, RuleTotals]:
 
 def training_flops(config: dict) -> dict[str, float]:
     """Training FLOPs per game: every sweep run to its largest budget, plus the forecast agent's C*."""
-    from ilscaling.config import forecast_budget, forecast_games, games_of, sweep_runs
+    from ilscaling.config import forecast_budget, forecast_games
+    from ilscaling.families import games_of
+    from ilscaling.sweep import sweep_runs
 
     flops = {}
     for game in games_of(config):

@@ -10,13 +10,10 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 from ilscaling import job_resources, jobs
 from ilscaling.config import (
     ConfigError,
-    batched_groups,
     forecast_budget,
     forecast_episodes,
     forecast_games,
     missing_data,
-    model_sizes,
-    sweep_runs,
     validate_config,
 )
 from ilscaling.families import family_of, games_of
@@ -24,6 +21,7 @@ from ilscaling.flops import budget_label
 from ilscaling.forecast import format_sizes
 from ilscaling.plots import FIGURE_STEMS, OVERVIEW_STEM
 from ilscaling.published import list_games
+from ilscaling.sweep import batched_groups, model_sizes, sweep_runs
 
 validate_config(config)
 # Data this machine must hold. A dry run (a cluster's config planned on a workstation, `ilscaling
