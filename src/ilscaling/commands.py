@@ -328,28 +328,12 @@ class CheckConfig:
     """Study config files, merged in order (as `snakemake --configfile A B`)."""
 
     def run(self):
-        # Snakemake reads --configfile itself before the workflow runs, and says less: a missing
-        # file is a traceback, a YAML error gives no file or line.
-        from ilscaling.config import ConfigError, merged, missing_data, read_config_file, validate_config
-        from ilscaling.families import games_of
-        from ilscaling.sweep import sweep_runs
+        from ilscaling.config import ConfigError, check_config_files
 
-        named = " + ".join(self.configfile)
-        study = {}
-        for configfile in self.configfile:
-            try:
-                study = merged(study, read_config_file(configfile))
-            except ConfigError as err:  # (it names the file)
-                raise SystemExit(str(err)) from None
         try:
-            config = validate_config(study)
+            print(check_config_files(self.configfile))
         except ConfigError as err:
-            raise SystemExit(f"{named}: {err}") from None
-        missing = missing_data(config)
-        if missing:
-            raise SystemExit(f"{named}: {missing}")
-        runs = {game: len(sweep_runs(config, game)) for game in games_of(config)}
-        print(f"{named}: valid; BC runs per game: " + ", ".join(f"{game} {n}" for game, n in runs.items()))
+            raise SystemExit(str(err)) from None
 
 
 @dataclass
@@ -360,19 +344,10 @@ class ProposeGrid:
     """The study config."""
 
     def run(self):
-        import yaml
-
         from ilscaling.config import load_config
-        from ilscaling.families import family_of, games_of
-        from ilscaling.sweep import proposed_grid
+        from ilscaling.sweep import proposed_grids_yaml
 
-        config = load_config(self.configfile)
-        for game in games_of(config):
-            section = family_of(game).section
-            sweep = config[section]["sweep"]   # an explicit grid in the file is ignored
-            grid = proposed_grid(config, game, sweep["budgets"], sweep["sizes_per_budget"])
-            print(f"# {game}: proposed {section}.sweep.grid (budget -> widths)")
-            print(yaml.safe_dump({"grid": grid}, default_flow_style=None, sort_keys=False))
+        print(proposed_grids_yaml(load_config(self.configfile)))
 
 
 @dataclass

@@ -139,6 +139,26 @@ def load_config(configfile: str | Path, overrides: dict | None = None) -> dict:
     return validate_config(merged(read_config_file(configfile), overrides or {}))
 
 
+def check_config_files(configfiles: list[str]) -> str:
+    """Read, merge (in order, as `snakemake --configfile A B`) and validate study configs as the
+    workflow does; what they hold, or a ConfigError naming the file and line of a YAML error, or
+    the key of a bad value, or the data missing here. Snakemake reads --configfile itself before
+    the workflow runs, and says less: a missing file is a traceback, a YAML error gives no line."""
+    named = " + ".join(map(str, configfiles))
+    study = {}
+    for configfile in configfiles:
+        study = merged(study, read_config_file(configfile))  # (its errors name the file)
+    try:
+        config = validate_config(study)
+    except ConfigError as err:
+        raise ConfigError(f"{named}: {err}") from None
+    missing = missing_data(config)
+    if missing:
+        raise ConfigError(f"{named}: {missing}")
+    runs = {game: len(sweep_runs(config, game)) for game in games_of(config)}
+    return f"{named}: valid; BC runs per game: " + ", ".join(f"{game} {n}" for game, n in runs.items())
+
+
 def missing_data(config: dict) -> str | None:
     """What data a study reads from this machine are not here, as a config error names them (None:
     all are). `validate_config` does not check it, as a config may be written for another machine;

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ilscaling.families import family_of
+from ilscaling.families import family_of, games_of
 from ilscaling.flops import budget_label
 
 
@@ -77,6 +77,20 @@ def proposed_grid(config: dict, game: str, budgets, sizes_per_budget: int) -> di
                         sizes_per_budget=sizes_per_budget, samples_per_param=sweep["samples_per_param"],
                         min_steps=sweep["min_steps"],
                         max_samples=math.inf if bound is None else bound[0] * section["bc"]["max_epochs"])
+
+
+def proposed_grids_yaml(config: dict) -> str:
+    """Each game's proposed grid as YAML to paste into its sweep section (a grid the config has is ignored)."""
+    import yaml
+
+    blocks = []
+    for game in games_of(config):
+        section = family_of(game).section
+        sweep = config[section]["sweep"]
+        grid = proposed_grid(config, game, sweep["budgets"], sweep["sizes_per_budget"])
+        blocks.append(f"# {game}: proposed {section}.sweep.grid (budget -> widths)\n"
+                      + yaml.safe_dump({"grid": grid}, default_flow_style=None, sort_keys=False))
+    return "\n".join(blocks)
 
 
 def sweep_grid(config: dict, game: str) -> dict[str, list[int]]:
