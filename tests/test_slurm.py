@@ -15,21 +15,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_checks import check_study_outputs, load_config
+from workflow_checks import check_report, check_study_outputs, load_config
+
+from ilscaling.families import games_of
+from ilscaling.scalecheck import parse_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = ROOT / "profiles/slurm/config.yaml"
 TEST_PROFILE = ROOT / "tests/cluster/profile/config.yaml"
 MODE = os.environ.get("ILSCALING_SLURM_TESTS", "")
-
-
-def run_snakemake(*args, limit=600):
-    """Snakemake in a child process, always under `timeout -k` (a hung status loop must not hang CI)."""
-    command = ["timeout", "-k", "30", str(limit), sys.executable, "-m", "snakemake", *args]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=limit + 60,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert run.returncode not in (124, 137), f"snakemake ran past {limit} s:\n" + run.stderr[-5000:]
-    return run
 
 
 def cluster_problem():
@@ -69,32 +63,54 @@ def slurm_logs(workdir, rule):
     return sorted((workdir / ".snakemake/slurm_logs" / f"rule_{rule}").rglob("*.log"))
 
 
-def study_profile(path, partition):
-    """profiles/slurm with its placeholders filled for this cluster, plus the test profile's
-    settings, written as one workflow profile (the two would not merge as separate profiles)."""
+def user_profile(home, partition):
+    """profiles/slurm as a user installs it: copied to HOME/.config/snakemake/slurm, its partition
+    filled in, no account (the test cluster has none), and this cluster's own settings (tests/cluster/
+    profile: status through squeue, fast status checks, every Slurm log kept) added, as a user adds
+    theirs. The HOME to run with (`snakemake --profile slurm` finds the profile there)."""
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
     profile["default-resources"]["slurm_partition"] = partition
     del profile["default-resources"]["slurm_account"]
     profile.update(yaml.safe_load(TEST_PROFILE.read_text()))
+    folder = home / ".config/snakemake/slurm"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+    return home
+
+
+def checkout(path):
+    """The workflow as a user's checkout holds it (Snakefile, rules, configs, profiles): the folder
+    they type `snakemake` in."""
     path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(profile))
+    for name in ("Snakefile", "config.yaml", "workflow", "configs", "profiles", "envs"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, path / name)
     return path
+
+
+def as_typed(folder, home, *args, limit=600, env=None):
+    """`snakemake *args` typed in `folder`, with HOME `home`; always under `timeout -k` (a hung status
+    loop must not hang CI)."""
+    command = ["timeout", "-k", "30", str(limit), sys.executable, "-m", "snakemake", *args]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=limit + 60, cwd=folder,
+                         env={**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})})
+    assert run.returncode not in (124, 137), f"snakemake ran past {limit} s:\n" + run.stderr[-5000:]
+    return run
 
 
 @pytest.mark.slurm
 @pytest.mark.e2e
 def test_smoke_study_through_slurm(slurm, tmp_path):
-    """configs/smoke.yaml end to end, every job a Slurm job, with the user's profile template."""
-    workdir = tmp_path / "work"
-    profile = study_profile(tmp_path / "profile", slurm)
-    config = tmp_path / "smoke.yaml"   # a snapshot: the run, the checks and the dry run see one config
-    shutil.copy(ROOT / "configs/smoke.yaml", config)
-    args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(config)]
-    run = run_snakemake(*args, "--workflow-profile", str(profile), limit=1500)
+    """configs/smoke.yaml end to end, every job a Slurm job, launched as a user types it: the
+    profile in ~/.config/snakemake/slurm, `snakemake --cores all --profile slurm` in the checkout."""
+    home = user_profile(tmp_path / "home", slurm)
+    workdir = checkout(tmp_path / "work")
+    command = ["--cores", "all", "--profile", "slurm", "--configfile", "configs/smoke.yaml"]
+    run = as_typed(workdir, home, *command, "--verbose", limit=1500)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-8000:]
 
-    check_study_outputs(workdir, load_config(config))
+    check_study_outputs(workdir, load_config(workdir / "configs/smoke.yaml"))
 
     # Every job went through Slurm: submitted by the slurm executor, one Slurm log per job.
     assert "SLURM run ID:" in log
@@ -111,11 +127,52 @@ def test_smoke_study_through_slurm(slurm, tmp_path):
     assert sorted(path.stem for path in logs) == sorted(submitted)        # <slurm jobid>.log
     # Each ran inside a Slurm allocation (the executor's job step).
     assert all("--executor slurm-jobstep" in path.read_text() for path in logs)
-    # train_bc carries the preemption signal of profiles/slurm.
-    assert re.search(r"slurm_extra='?--signal=USR1@300", log), "train_bc without its --signal"
+    # What each job was submitted with: the profile's partition, the rule's time and memory, and
+    # for the resumable training jobs the preemption signal.
+    calls = re.findall(r"sbatch call: (sbatch .*)", log)
+    assert len(calls) == len(submitted), log[-5000:]
+    for call in calls:
+        assert re.search(rf"(-p|--partition)[ =]'?{slurm}'?", call) and re.search(r" -t '?\d+", call), call
+        assert re.search(r" --mem \d+", call), call
+    training = [call for call in calls if re.search(r"slurm_logs/rule_(train_bc|train_forecast_agent)/", call)]
+    assert training and all("--signal=USR1@300" in call for call in training), training
+    assert not any("--signal" in call for call in calls if call not in training)
+    print("one train_bc job's sbatch call:", training[0])
 
-    dry = run_snakemake(*args, "-n", limit=300)
+    # The report, as after a local run (test_workflow.py).
+    report = as_typed(workdir, home, "--configfile", "configs/smoke.yaml", "--report", "report.html", limit=600)
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    check_report(workdir / "report.html", workdir / "results/scaling/fits.nc",
+                 games_of(load_config(workdir / "configs/smoke.yaml")))
+
+    dry = as_typed(workdir, home, *command, "-n", limit=300)
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+@pytest.mark.parametrize("way", ["path", "home", "environment"])
+def test_every_way_to_name_the_profile_keeps_the_cluster_settings(tmp_path, way):
+    """`--profile profiles/slurm`, `--profile slurm` (a copy in ~/.config/snakemake) and
+    SNAKEMAKE_PROFILE=slurm all give every submitted job the profile's partition and account and
+    the training jobs the preemption signal, beside the rules' own runtime, memory and GPUs (a dry
+    run lists what each job would be submitted with; no cluster needed)."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    workdir = checkout(tmp_path / "work")
+    profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
+    profile["default-resources"].update(slurm_partition="gpu-a", slurm_account="lab-b")
+    (workdir / "profiles/slurm/config.yaml").write_text(yaml.safe_dump(profile))
+    home = tmp_path / "home"
+    shutil.copytree(workdir / "profiles/slurm", home / ".config/snakemake/slurm")
+    args, env = {"path": (["--profile", "profiles/slurm"], {}), "home": (["--profile", "slurm"], {}),
+                 "environment": ([], {"SNAKEMAKE_PROFILE": "slurm"})}[way]
+    run = as_typed(workdir, home, "--cores", "all", *args, "--configfile", "configs/smoke.yaml", "-n", env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    jobs = [(rule, resources) for rule, resources in parse_jobs(run.stdout) if rule not in ("all", "published")]
+    assert {rule for rule, _ in jobs} >= {"make_expert", "train_bc", "evaluate_checkpoint", "fit_scaling_laws"}
+    for rule, resources in jobs:
+        assert (resources.get("slurm_partition"), resources.get("slurm_account")) == ("gpu-a", "lab-b"), rule
+        assert {"runtime", "mem_mb", "gpu"} <= set(resources), rule
+        preemptible = rule in ("train_bc", "train_forecast_agent")
+        assert (resources.get("slurm_extra") == "--signal=USR1@300") == preemptible, (rule, resources)
 
 
 RETRY_SNAKEFILE = r'''
@@ -167,9 +224,8 @@ def retry_run(slurm, tmp_path_factory):
     """One Snakemake run (test profile: retries 1) of RETRY_SNAKEFILE; the tests below read it."""
     workdir = tmp_path_factory.mktemp("retry")
     (workdir / "Snakefile").write_text(RETRY_SNAKEFILE)
-    run = run_snakemake("--snakefile", str(workdir / "Snakefile"), "--directory", str(workdir),
-                        "--profile", str(TEST_PROFILE.parent), "--workflow-profile", "none", "--keep-going",
-                        limit=600)
+    home = user_profile(tmp_path_factory.mktemp("home"), slurm)
+    run = as_typed(workdir, home, "--cores", "all", "--profile", "slurm", "--keep-going", "--verbose", limit=600)
     return workdir, run, run.stdout + run.stderr
 
 
@@ -206,19 +262,11 @@ def test_gpu_job_runs_on_the_gpu_gres(retry_run):
     assert (workdir / "gpu.txt").read_text().strip() == "CUDA_VISIBLE_DEVICES=0", log[-5000:]
 
 
-def test_slurm_profile_repeats_the_default_profile():
-    """profiles/slurm replaces profiles/default (as the workflow profile), so it must carry every
-    resource profiles/default sets, with the same values, and name only rules that exist."""
+def test_the_profiles_hold_no_resources_of_the_workflow():
+    """profiles/slurm is a plain profile of cluster specifics, and the auto-loaded workflow profile
+    sets no resources a user profile's would lose to: every rule declares its own."""
     default = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
+    assert not {"default-resources", "set-resources"} & set(default)
     slurm = yaml.safe_load(SLURM_PROFILE.read_text())
-    assert slurm["executor"] == "slurm"
-    for key, value in default.get("default-resources", {}).items():
-        assert slurm["default-resources"].get(key) == value, f"default-resources.{key}"
-    for rule, resources in default.get("set-resources", {}).items():
-        for key, value in resources.items():
-            assert slurm["set-resources"].get(rule, {}).get(key) == value, f"set-resources.{rule}.{key}"
-    rules = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk")),
-                           re.MULTILINE))
-    assert set(slurm["set-resources"]) <= rules
-    for key in set(default) - {"default-resources", "set-resources"}:
-        assert slurm.get(key) == default[key], key
+    assert slurm["executor"] == "slurm" and "set-resources" not in slurm
+    assert set(slurm["default-resources"]) == {"slurm_partition", "slurm_account"}

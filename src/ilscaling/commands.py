@@ -356,8 +356,8 @@ class ScaleCheck:
 
     configfile: list[str] = field(default_factory=lambda: ["configs/paper-atari.yaml", "configs/paper-nethack.yaml"])
     """Study configs, each checked on its own."""
-    workflow_profile: str = "profiles/slurm"
-    """The profile to submit with; none: no profile."""
+    profile: str = "profiles/slurm"
+    """The profile to submit with (as `snakemake --profile` takes it); none: no profile."""
     directory: str | None = None
     """Working directory to dry-run in (default: an empty one, so the whole study counts)."""
     snakemake_args: list[str] = field(default_factory=list, metadata={"remainder": True})
@@ -367,7 +367,7 @@ class ScaleCheck:
         from ilscaling.scalecheck import main
 
         extra = self.snakemake_args[1:] if self.snakemake_args[:1] == ["--"] else self.snakemake_args
-        main(self.configfile, None if self.workflow_profile == "none" else self.workflow_profile, self.directory,
+        main(self.configfile, None if self.profile == "none" else self.profile, self.directory,
              extra)
 
 

@@ -18,6 +18,10 @@ from ilscaling.families import family_of
 from ilscaling.families.atari import FRAME_BYTES
 
 MB = 2**20
+# Slurm sends the resumable training jobs SIGUSR1 five minutes before their time limit: the trainer
+# writes its resume state and exits 1, and the retry resumes (train.py). A resource of those rules
+# (slurm_extra, the slurm executor's); a local run ignores it.
+PREEMPTION_SIGNAL = "--signal=USR1@300"
 BYTES_PER_PARAM_TRAINING = 32   # fp32 weights, gradients, Adam's two moments, and a checkpoint copy
 BYTES_PER_PARAM_INFERENCE = 8
 
@@ -153,6 +157,12 @@ def bot_games(config: dict, attempt: int = 1) -> Request:
     bot = config["nethack"]["bot"]
     seconds = bot["games"] * bot["max_episode_steps"] / (_throughput(config, False)["rollout_steps_per_s"] * bot["processes"])
     return _request(config, None, seconds, 500 * bot["processes"], attempt)
+
+
+def small(config: dict, attempt: int = 1) -> Request:
+    """A job that reads and writes result files (gather, fits, figures, the forecast's plan and
+    verdict, the report's tables): an hour and 2 GB, grown with the attempt as every estimate."""
+    return Request(runtime=_capped(config, 60 * attempt), mem_mb=math.ceil(2000 * (1 + (attempt - 1) / 2)), gpu=0)
 
 
 def nethack_dataset(config: dict, attempt: int = 1) -> Request:

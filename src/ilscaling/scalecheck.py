@@ -1,8 +1,8 @@
 """`ilscaling scale-check`: what a configuration asks a cluster for, before anything is submitted.
 
-Builds the DAG with `snakemake -n` (timed) under a workflow profile (default profiles/slurm), in
-an empty working directory unless told otherwise (so the whole study counts, not what is left of
-it), reads every job's resources from the dry run's output and prints the job count per rule,
+Builds the DAG with `snakemake -n` (timed) under a profile (default profiles/slurm, as
+`snakemake --profile` takes it), in an empty working directory unless told otherwise (so the whole
+study counts, not what is left of it), reads every job's resources from the dry run's output and prints the job count per rule,
 the requested job-hours and GPU-hours (gpu x runtime, summed over jobs), and the training FLOPs
 of the configuration with the GPU-hours they take at the assumed throughput.
 """
@@ -94,7 +94,7 @@ def training_flops(config: dict) -> dict[str, float]:
 def dry_run(configfile: Path, workdir: Path, profile: str | None, extra: list[str]) -> tuple[str, float]:
     """The output of `snakemake -n` (every job with its resources) and the seconds it took."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(configfile), "-n", *(["--workflow-profile", profile] if profile else []), *extra]
+               "--configfile", str(configfile), "-n", *(["--profile", profile] if profile else []), *extra]
     started = time.perf_counter()
     run = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started

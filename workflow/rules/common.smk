@@ -138,6 +138,14 @@ def dataset_request(wildcards, input, attempt):
     return family_of(wildcards.game).dataset_request(config, attempt)
 
 
+def small_request(wildcards, input, attempt):
+    return job_resources.small(config, attempt)
+
+
+# The resources of the rules that read and write result files (job_resources.small).
+SMALL_JOB = {key: requested(small_request, key) for key in ("runtime", "mem_mb", "gpu")}
+
+
 # atari.bc.batched: the Atari runs trained in groups of one width, one process per group
 # (train.smk: train_bc_batched_w<W>_g<k>, which take precedence over train_bc for their runs).
 BATCHED_GROUPS = batched_groups(config)
@@ -168,15 +176,16 @@ def batched_request(group):
 
 
 def batched_resources(group):
-    """The group's resources: the estimates above, and whatever the profile's set-resources gives
-    train_bc (e.g. profiles/slurm's --signal for preemption), which the group's jobs replace; a
-    profile cannot name them, their rule names are made per group."""
+    """The group's resources: as train_bc's (its estimate, resumable), and whatever a profile's
+    set-resources gives train_bc, whose runs the group's jobs train (a profile cannot name the
+    groups' rules: they are made per group)."""
     profile = workflow.resource_settings.overwrite_resources.get("train_bc", {})
     return {
         **{
             key: requested(batched_request(group), key)
             for key in ("runtime", "mem_mb", "gpu")
         },
+        "slurm_extra": job_resources.PREEMPTION_SIGNAL,
         **{name: getattr(value, "raw", value) for name, value in profile.items()},
     }
 

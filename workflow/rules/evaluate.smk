@@ -43,6 +43,8 @@ rule gather_results:
         "results/benchmarks/gather_results.tsv"
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     params:
         cards=card_files(),
     shell:

@@ -29,6 +29,8 @@ rule plot_game:
         "results/benchmarks/{game}/plot_game.tsv"
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     shell:
         "ilscaling plot --results {input.results} --fits {input.fits} --game {wildcards.game} "
         "--out-dir $(dirname {output.png[0]}) > {log} 2>&1"

@@ -15,6 +15,8 @@ rule fit_scaling_laws:
         "results/benchmarks/fit_scaling_laws.tsv"
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     params:
         spec=jobs.fit(config, GAMES),
     shell:

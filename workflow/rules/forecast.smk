@@ -15,6 +15,8 @@ rule forecast_agent:
         "results/benchmarks/{game}/forecast/forecast_agent.tsv"
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     params:
         budget=lambda wc: forecast_budget(config, wc.game),
         sizes=lambda wc: format_sizes(model_sizes(config, wc.game)),
@@ -44,6 +46,7 @@ rule train_forecast_agent:
         runtime=requested(forecast_training_request, "runtime"),
         mem_mb=requested(forecast_training_request, "mem_mb"),
         gpu=requested(forecast_training_request, "gpu"),
+        slurm_extra=job_resources.PREEMPTION_SIGNAL,
     params:
         job=lambda wc: jobs.training(config, wc.game),  # the sweep's, its width and budget from the forecast
         train=lambda wc: data_file(wc.game, "train"),
@@ -105,6 +108,8 @@ rule forecast_verdict:
         "results/benchmarks/{game}/forecast/forecast_verdict.tsv"
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     shell:
         "ilscaling forecast-verdict --forecast {input.forecast} --evaluation {input.evaluation} "
         "--fits {input.fits} --out {output.verdict} --figure-dir $(dirname {output.png}) > {log} 2>&1"
@@ -125,6 +130,8 @@ rule forecast_report:
         "results/benchmarks/forecast_report.tsv"
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     params:
         references=json.dumps(FORECAST["references"]),
     shell:

@@ -11,6 +11,8 @@ rule ingest_published:
         "logs/published/ingest.log",
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     shell:
         "ilscaling ingest-published --path {input} --out-nc {output.nc} --out-csv {output.csv} > {log} 2>&1"
 
@@ -31,6 +33,8 @@ rule fit_published:
         "results/benchmarks/published/fit.tsv"
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     params:
         spec=jobs.fit(config, loss_metric="cross_entropy"),  # published results have no KL
     shell:
@@ -60,6 +64,8 @@ rule plot_published_game:
         "logs/published/{game}/plot.log",
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     shell:
         "ilscaling plot --results {input.results} --fits {input.fits} --game {wildcards.game} "
         "--out-dir $(dirname {output.png[0]}) > {log} 2>&1"

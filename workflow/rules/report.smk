@@ -17,6 +17,8 @@ rule headline_laws:
         "results/benchmarks/headline_laws.tsv"
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     shell:
         "ilscaling headline-laws --fits {input} --out {output} > {log} 2>&1"
 
@@ -36,5 +38,7 @@ rule headline_forecast:
         "results/benchmarks/headline_forecast.tsv"
     conda:
         CONDA_ENV
+    resources:
+        **SMALL_JOB,
     shell:
         "ilscaling headline-forecast --verdicts {input} --out {output} > {log} 2>&1"

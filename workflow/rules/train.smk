@@ -19,6 +19,7 @@ rule train_bc:
         runtime=requested(bc_request, "runtime"),
         mem_mb=requested(bc_request, "mem_mb"),
         gpu=requested(bc_request, "gpu"),
+        slurm_extra=job_resources.PREEMPTION_SIGNAL,
     params:
         job=lambda wc: jobs.training(
             config, wc.game, int(wc.width), int(wc.seed), run_of(wc, wc.game).budgets
