@@ -105,7 +105,10 @@ def test_smoke_study_through_slurm(slurm, tmp_path):
     profile in ~/.config/snakemake/slurm, `snakemake --cores all --profile slurm` in the checkout."""
     home = user_profile(tmp_path / "home", slurm)
     workdir = checkout(tmp_path / "work")
-    command = ["--cores", "all", "--profile", "slurm", "--configfile", "configs/smoke.yaml"]
+    # A GPU per BC run, as the paper configs ask (the test cluster's one GPU is a fake: the runs
+    # train on the CPU, one at a time), so the training jobs' sbatch calls show every option.
+    command = ["--cores", "all", "--profile", "slurm", "--configfile", "configs/smoke.yaml",
+               "--config", "resources={gpus: {bc: 1}}"]
     run = as_typed(workdir, home, *command, "--verbose", limit=1500)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-8000:]
@@ -135,7 +138,8 @@ def test_smoke_study_through_slurm(slurm, tmp_path):
         assert re.search(rf"(-p|--partition)[ =]'?{slurm}'?", call) and re.search(r" -t '?\d+", call), call
         assert re.search(r" --mem \d+", call), call
     training = [call for call in calls if re.search(r"slurm_logs/rule_(train_bc|train_forecast_agent)/", call)]
-    assert training and all("--signal=USR1@300" in call for call in training), training
+    assert training and all("--signal=USR1@300" in call and "--gpus=1" in call for call in training), training
+    assert not any("--gpus" in call for call in calls if call not in training)
     assert not any("--signal" in call for call in calls if call not in training)
     print("one train_bc job's sbatch call:", training[0])
 
