@@ -22,9 +22,19 @@ class Job:
     """How fast the job runs, what it keeps on the side, its guards (JSON)."""
 
     def values(self) -> dict:
-        """The spec and the speed, merged; --num-threads, where the command has it, is the job's threads."""
-        values = {**json.loads(self.spec), **json.loads(self.speed)}
-        if getattr(self, "num_threads", None) is not None:
+        """The spec and the speed, merged."""
+        return {**json.loads(self.spec), **json.loads(self.speed)}
+
+
+@dataclass(kw_only=True)
+class Training(Job):
+    num_threads: int | None = None
+    """CPU threads for PyTorch (the job's threads)."""
+
+    def values(self) -> dict:
+        """The spec and the speed, merged; --num-threads, where given, is the job's threads."""
+        values = super().values()
+        if self.num_threads is not None:
             values["num_threads"] = self.num_threads
         return values
 
@@ -63,7 +73,7 @@ class MakeDataset(Job):
 
 
 @dataclass(kw_only=True)
-class TrainBC(Job):
+class TrainBC(Training):
     """One BC run, checkpointed at its FLOP budgets (spec: train.BCArgs)."""
 
     train: str
@@ -72,8 +82,6 @@ class TrainBC(Job):
     """The finished run: one checkpoint c<budget>.pt per budget, and metrics.json."""
     work_dir: str
     """Resume state and unfinished checkpoints, outside --out-dir."""
-    num_threads: int | None = None
-    """CPU threads for PyTorch (the job's threads)."""
 
     def run(self):
         from ilscaling.train import BCArgs, train_bc
@@ -82,7 +90,7 @@ class TrainBC(Job):
 
 
 @dataclass(kw_only=True)
-class TrainBCBatched(Job):
+class TrainBCBatched(Training):
     """Atari BC runs of one width in one process (stacked parameters; spec: what they share)."""
 
     members: str
@@ -90,8 +98,6 @@ class TrainBCBatched(Job):
     work_dir, as train-bc would take them."""
     work_dir: str
     """The group's resume state."""
-    num_threads: int | None = None
-    """CPU threads for PyTorch (the job's threads)."""
 
     def run(self):
         from ilscaling.train import BCArgs
@@ -123,19 +129,11 @@ class Evaluate(Job):
 
 
 @dataclass(kw_only=True)
-class TrainForecast(Job):
+class TrainForecast(TrainBC):
     """Train the forecast agent: the sweep's spec, its width and budget from forecast.json."""
 
     forecast: str
     """forecast.json of `ilscaling forecast`."""
-    train: str
-    """The game's training data (the family's data_files["train"])."""
-    out_dir: str
-    """The finished run."""
-    work_dir: str
-    """Resume state and unfinished checkpoints, outside --out-dir."""
-    num_threads: int | None = None
-    """CPU threads for PyTorch (the job's threads)."""
 
     def run(self):
         from ilscaling.forecast import bc_args_from_forecast

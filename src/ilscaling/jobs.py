@@ -16,8 +16,10 @@ from ilscaling.config import forecast_budget, forecast_episodes
 from ilscaling.families import family_of
 from ilscaling.flops import budget_label
 
-# BCArgs fields of the config's bc section that set a run's speed, or guard it (train.SPEED_FIELDS).
-TRAINING_SPEED_KEYS = ("device", "resume_every_s", "max_epochs", "channels_last", "compile")
+# BCArgs fields that set how fast a run goes or guard it, not what it computes: they may differ
+# between a run and its resume (or the rerun of a finished run; train.config_differences).
+SPEED_FIELDS = frozenset({"num_threads", "device", "resume_every_s", "log_every", "compile", "channels_last",
+                          "vectorize", "max_epochs"})
 # BCArgs fields of the config's bc section that set what a run computes, where the config has them.
 TRAINING_KEYS = ("lr", "lr_reference_width", "max_grad_norm", "batch_size")
 # What each run of a batched group has of its own (the rest its group shares: train_batched.SHARED).
@@ -35,12 +37,7 @@ def as_json(values: dict) -> str:
     return json.dumps(values, sort_keys=True)
 
 
-def training(config: dict, game: str, width: int | None = None, seed: int | None = None,
-             budgets=()) -> tuple[str, Speed]:
-    """A BC run's (spec, speed): the game's family's model, the bc section's optimiser, and the run.
-
-    Without width and budgets, the spec every run of the game shares (the forecast agent's, whose
-    width and budget come from its forecast; a batched group's, whose members bring their own)."""
+def _training_spec(config: dict, game: str, width: int | None, seed: int | None, budgets) -> dict:
     family = family_of(game)
     bc = config[family.section]["bc"]
     spec = {"game": game, **family.model_config(config, game),
@@ -48,19 +45,32 @@ def training(config: dict, game: str, width: int | None = None, seed: int | None
             "seed": bc["seeds"][0] if seed is None else seed}
     if width is not None:
         spec.update(width=width, budgets=[float(budget_label(b)) for b in budgets])
-    return as_json(spec), Speed(as_json({key: bc[key] for key in TRAINING_SPEED_KEYS if key in bc}))
+    return spec
+
+
+def _training_speed(config: dict, game: str) -> dict:
+    bc = config[family_of(game).section]["bc"]
+    return {key: bc[key] for key in SPEED_FIELDS if key in bc}
+
+
+def training(config: dict, game: str, width: int | None = None, seed: int | None = None,
+             budgets=()) -> tuple[str, Speed]:
+    """A BC run's (spec, speed): the game's family's model, the bc section's optimiser, and the run.
+
+    Without width and budgets, the spec every run of the game shares (the forecast agent's, whose
+    width and budget come from its forecast)."""
+    return as_json(_training_spec(config, game, width, seed, budgets)), Speed(as_json(_training_speed(config, game)))
 
 
 def batched_training(config: dict, runs) -> tuple[str, Speed, list[dict]]:
     """A batched group's (shared spec, speed, each member's own spec: MEMBER_FIELDS) (train_batched.py).
 
     Which runs share a process (atari.bc.batched.max_models) sets the speed, not a run's results."""
-    specs = [json.loads(training(config, run.game, run.width, run.seed, run.budgets)[0]) for run in runs]
+    specs = [_training_spec(config, run.game, run.width, run.seed, run.budgets) for run in runs]
     shared = {key: value for key, value in specs[0].items() if key not in MEMBER_FIELDS}
-    _, speed = training(config, runs[0].game)
-    vectorize = config[family_of(runs[0].game).section]["bc"]["batched"]["vectorize"]
-    return (as_json(shared), Speed(as_json({**json.loads(speed), "vectorize": vectorize})),
-            [{key: spec[key] for key in MEMBER_FIELDS} for spec in specs])
+    bc = config[family_of(runs[0].game).section]["bc"]
+    speed = {**_training_speed(config, runs[0].game), "vectorize": bc["batched"]["vectorize"]}
+    return as_json(shared), Speed(as_json(speed)), [{key: spec[key] for key in MEMBER_FIELDS} for spec in specs]
 
 
 def training_threads(config: dict, game: str) -> int:
@@ -97,12 +107,16 @@ def fit(config: dict, games=(), loss_metric: str | None = None) -> str:
     return json.dumps(spec)
 
 
+def _data_stage_args(config: dict, game: str, stage: str) -> tuple[dict, dict]:
+    family = family_of(game)
+    return (family.expert_args if stage == "expert" else family.dataset_args)(config, game)
+
+
 def data_stage(config: dict, game: str, stage: str) -> tuple[str, Speed]:
     """The (spec, speed) of a game's expert or dataset stage (`stage`)."""
-    family = family_of(game)
-    computed, speed = (family.expert_args if stage == "expert" else family.dataset_args)(config, game)
+    computed, speed = _data_stage_args(config, game, stage)
     return as_json(computed), Speed(as_json(speed))
 
 
 def data_stage_threads(config: dict, game: str, stage: str) -> int:
-    return json.loads(data_stage(config, game, stage)[1])["threads"]
+    return _data_stage_args(config, game, stage)[1]["threads"]

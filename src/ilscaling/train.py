@@ -33,6 +33,7 @@ import torch
 from ilscaling.families import family_of
 from ilscaling.flops import budget_label, epochs_for_budget
 from ilscaling.io import load_torch, provenance, read_json, save_torch, write_json
+from ilscaling.jobs import SPEED_FIELDS
 
 
 
@@ -81,12 +82,6 @@ class BCArgs:
     max_epochs: float | None = None
     """Refuse to start a run whose largest budget would show it its training frames more than this many
     times (None: no bound). Scaling laws describe fresh data; a guard, it changes no result."""
-
-
-# BCArgs fields that set how fast a run goes or guard it, not what it computes: they may differ
-# between a run and its resume (or the rerun of a finished run).
-SPEED_FIELDS = frozenset({"num_threads", "device", "resume_every_s", "log_every", "compile", "channels_last",
-                          "vectorize", "max_epochs"})
 
 
 def config_differences(saved, now, where: str = "") -> list[str]:

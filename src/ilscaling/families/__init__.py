@@ -69,8 +69,6 @@ class Family:
     """The dataset stage's files under results/<Game>/data/, by role: train, heldout, card, and any others."""
     has_expert_distribution: ClassVar[bool]
     """Whether the demonstrations store the expert's action distribution (so held-out KL exists)."""
-    model_fields: ClassVar[tuple[str, ...]]
-    """The BCArgs fields the family's model reads, beyond width (shared by every run of a sweep)."""
 
     # -- the study ---------------------------------------------------------------------------------
     def games(self, config: dict) -> list[str]:
@@ -115,7 +113,8 @@ class Family:
 
     # -- models and training -------------------------------------------------------------------------
     def model_config(self, config: dict, game: str) -> dict[str, Any]:
-        """The values of `model_fields` (and num_actions) a game's runs train with."""
+        """The BCArgs fields of the family's model a game's runs train with, beyond the width
+        (num_actions; NetHack's unroll, core and variant)."""
         raise NotImplementedError
 
     def model_sizes(self, config: dict, game: str, widths) -> dict[int, tuple[int, float]]:
@@ -171,11 +170,6 @@ def family_of(game: str) -> Family:
 def build_model(run: dict):
     """The untrained model of a run's config (BCArgs as a dict, as every checkpoint holds it)."""
     return family_of(run["game"]).build_model(run)
-
-
-def family_named(section: str) -> Family:
-    """The family of a config section."""
-    return next(family for family in families() if family.section == section)
 
 
 def games_of(config: dict) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ilscaling.data.atari import Demonstrations, epoch_order
 from ilscaling.families import DataLoad, Family, HeldoutMeasure, Played
 
 MB = 2**20
@@ -20,21 +21,18 @@ class AtariTask:
     """
 
     def __init__(self, args, train_path, rng: np.random.Generator, device, data=None):
-        from ilscaling.data.atari import Demonstrations, epoch_order
-
         self.data = data if data is not None else Demonstrations.load(train_path)
         if len(self.data) == 0:
             raise ValueError(f"{train_path} holds no training frames")
         self.num_frames = len(self.data)
         self.args, self.rng, self.device = args, rng, device
         self.model = Atari().build_model(dataclasses.asdict(args)).to(device)
-        self._epoch_order = epoch_order
         self.order, self.pos = epoch_order(self.num_frames, rng), 0
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """uint8 frames (b, 4, 84, 84) and int64 actions (b,) of the next batch (b < batch_size at an epoch's end)."""
         if self.pos >= len(self.order):
-            self.order, self.pos = self._epoch_order(self.num_frames, self.rng), 0
+            self.order, self.pos = epoch_order(self.num_frames, self.rng), 0
         index = self.order[self.pos: self.pos + self.args.batch_size]
         self.pos += len(index)
         return self.data.stacked(index), self.data.actions[index].astype(np.int64)
@@ -60,7 +58,6 @@ class Atari(Family):
     section = "atari"
     data_files = {"train": "train.npz", "heldout": "heldout.npz", "card": "card.json"}
     has_expert_distribution = True
-    model_fields = ("num_actions",)
 
     def games(self, config: dict) -> list[str]:
         return list(config.get("atari", {}).get("games", []))
@@ -109,7 +106,7 @@ class Atari(Family):
     def make_dataset(self, game: str, args: dict, source: Path, out_dir: Path) -> None:
         import torch
 
-        from ilscaling.data.atari import Demonstrations, write_demonstrations
+        from ilscaling.data.atari import write_demonstrations
         from ilscaling.evaluate import heldout_loss
         from ilscaling.games.atari_demonstrations import record_demonstrations
         from ilscaling.io import load_torch
@@ -165,7 +162,6 @@ class Atari(Family):
             {"device": evaluation["device"], "threads": evaluation["threads"]}
 
     def heldout_loss(self, model, run: dict, heldout_path: Path, checkpoint_path: Path) -> HeldoutMeasure:
-        from ilscaling.data.atari import Demonstrations
         from ilscaling.evaluate import HELDOUT_LOSS_PRECISION, heldout_loss
         from ilscaling.io import DataFileError
 

@@ -80,7 +80,6 @@ class NetHack(Family):
     section = "nethack"
     data_files = {"train": "split.json", "heldout": "split.json", "card": "card.json", "db": "nld.db"}
     has_expert_distribution = False
-    model_fields = ("num_actions", "unroll", "core", "variant")
 
     def games(self, config: dict) -> list[str]:
         return [NETHACK] if "nethack" in config else []
